@@ -1,0 +1,219 @@
+//! One call into a guest: its store, its sandbox, its deadline, and how its failure is
+//! classified.
+//!
+//! Every call gets a fresh store and instance: nothing a guest leaves in memory can leak
+//! into the next event, and a guest that corrupts itself only loses that call. The
+//! pooling allocator and the pre-linked `InstancePre` make this a few microseconds.
+//! The store data ([`CallState`]) holds the WASI context (which grants nothing), the
+//! limiter, and what the call produced (publishes, state writes).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use choreo_core::{Event, EventId, Pattern, Topic};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::Handler;
+use crate::engine::{EPOCH_TICK, Host};
+use crate::error::{Failure, TrapKind};
+use crate::limits::{Limiter, Limits};
+use crate::output::{GuestOutput, Origin};
+use crate::state::Overlay;
+
+/// What a call may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `describe` at load time: read-only, no state.
+    Describe,
+    /// `handle`: may publish and write state.
+    Handle,
+    /// `query`: reads state, publishes and writes nothing.
+    Query,
+}
+
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Describe => "describe",
+            Mode::Handle => "handle",
+            Mode::Query => "query",
+        }
+    }
+}
+
+/// What `emit.publish` needs to stamp and check an outgoing event.
+#[derive(Debug)]
+pub(crate) struct PublishScope {
+    pub(crate) declared: Arc<[Pattern]>,
+    pub(crate) source: Arc<str>,
+    pub(crate) correlation_id: EventId,
+    pub(crate) causation_id: EventId,
+    pub(crate) reply_to: Option<Topic>,
+}
+
+/// The store data of one call.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) handler: Arc<str>,
+    pub(crate) event_id: Option<String>,
+    pub(crate) mode: Mode,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) scope: Option<PublishScope>,
+    pub(crate) state: Overlay,
+    pub(crate) published: Vec<Event>,
+    deadline: Instant,
+    deadline_hit: bool,
+    outputs: (GuestOutput, GuestOutput),
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The inputs of one call, before its store exists.
+pub(crate) struct CallSetup {
+    pub(crate) handler: Arc<str>,
+    pub(crate) event_id: Option<String>,
+    pub(crate) mode: Mode,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) scope: Option<PublishScope>,
+    pub(crate) state: Overlay,
+}
+
+/// What a finished call leaves behind, whatever its result.
+pub(crate) struct CallLeftovers {
+    pub(crate) published: Vec<Event>,
+    pub(crate) state: Overlay,
+    pub(crate) elapsed: Duration,
+}
+
+/// Extra time past the deadline before the host stops waiting on a call that is stuck
+/// in a host import rather than in guest code (guest code is stopped by the epoch).
+const DEADLINE_GRACE: Duration = Duration::from_millis(50);
+
+/// Runs `body` against a fresh instance of `pre` under the call's limits.
+pub(crate) async fn run<R>(
+    host: &Host,
+    pre: &crate::bindings::HandlerPre<CallState>,
+    setup: CallSetup,
+    body: impl AsyncFnOnce(&Handler, &mut Store<CallState>) -> wasmtime::Result<R>,
+) -> (Result<R, Failure>, CallLeftovers) {
+    let started = Instant::now();
+    let deadline = setup.limits.deadline;
+    let Ok(_slot) = host.inner.slots.acquire().await else {
+        unreachable!("the instance gate is never closed");
+    };
+    let mut store = new_store(host, setup, started + deadline);
+
+    let outcome = tokio::time::timeout(deadline + DEADLINE_GRACE, async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        body(&instance, &mut store).await
+    })
+    .await;
+
+    let result = match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(classify(&err, store.data(), deadline)),
+        Err(_elapsed) => Err(Failure::deadline(deadline)),
+    };
+    let data = store.into_data();
+    data.outputs.0.finish();
+    data.outputs.1.finish();
+    let leftovers =
+        CallLeftovers { published: data.published, state: data.state, elapsed: started.elapsed() };
+    (result, leftovers)
+}
+
+fn new_store(host: &Host, setup: CallSetup, deadline: Instant) -> Store<CallState> {
+    let origin = Origin {
+        handler: setup.handler.clone(),
+        event_id: setup.event_id.as_deref().map(Arc::from),
+    };
+    let outputs = GuestOutput::pair(
+        origin,
+        setup.limits.max_log_line_bytes,
+        setup.limits.max_output_bytes,
+    );
+    // Nothing is granted: no preopened directories, no environment, no arguments, no
+    // network, no name lookups, empty stdin. Clocks and randomness stay, because language
+    // runtimes need them to start.
+    let wasi = WasiCtxBuilder::new()
+        .stdout(outputs.0.clone())
+        .stderr(outputs.1.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = CallState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: Limiter::new(&setup.limits),
+        handler: setup.handler,
+        event_id: setup.event_id,
+        mode: setup.mode,
+        limits: setup.limits,
+        config: setup.config,
+        scope: setup.scope,
+        state: setup.state,
+        published: Vec::new(),
+        deadline,
+        deadline_hit: false,
+        outputs,
+    };
+    let mut store = Store::new(&host.inner.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    // Check the wall clock at every epoch tick: trap once the deadline has passed, and
+    // otherwise yield to the executor so a busy guest shares its thread.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| {
+        let state = cx.data_mut();
+        if Instant::now() >= state.deadline {
+            state.deadline_hit = true;
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// Turns a wasmtime error into a failure that names the limit or reason.
+fn classify(err: &wasmtime::Error, state: &CallState, deadline: Duration) -> Failure {
+    if state.deadline_hit || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return Failure::deadline(deadline);
+    }
+    if let Some(desired) = state.limiter.memory_refused {
+        return Failure::Trap {
+            kind: TrapKind::Memory,
+            detail: format!(
+                "tried to grow its memory to {} MiB, past its limit of {} MiB",
+                desired >> 20,
+                state.limits.max_memory_bytes >> 20
+            ),
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => Failure::Trap {
+            kind: TrapKind::StackOverflow,
+            detail: "overflowed its stack (unbounded recursion?)".to_owned(),
+        },
+        Some(Trap::UnreachableCodeReached) => Failure::Trap {
+            kind: TrapKind::Unreachable,
+            detail: "executed `unreachable` (a panic or abort in the guest)".to_owned(),
+        },
+        Some(trap) => Failure::Trap { kind: TrapKind::Other, detail: trap.to_string() },
+        None => Failure::Host(format!("{err:#}")),
+    }
+}
+
+/// Keeps EPOCH_TICK in the docs of this module's deadline behaviour honest.
+const _: () = assert!(EPOCH_TICK.as_millis() < DEADLINE_GRACE.as_millis());
