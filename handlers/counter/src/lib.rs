@@ -5,8 +5,8 @@
 //!
 //! Read side (`GET /v1/query/counter/<path>`):
 //! - `GET /counts`: every count, as `{"<topic>": <count>, ...}`;
-//! - `GET /counts/<topic>`: `{"topic": "<topic>", "count": <count>}`, or 404 when no event was
-//!   ever seen on that topic;
+//! - `GET /counts/<topic>`: the count as a bare JSON number, or 404 when no event was ever
+//!   seen on that topic;
 //! - anything else: 404.
 //!
 //! Counting is exact because choreo commits the state write with the delivery's ack: a
@@ -63,9 +63,7 @@ fn all_counts() -> Response {
 
 fn one_count(topic: &str) -> Response {
     match state::get::<u64>(&key(topic)) {
-        Ok(Some(count)) => {
-            Response::json(200, &serde_json::json!({"topic": topic, "count": count}))
-        }
+        Ok(Some(count)) => Response::json(200, &count),
         Ok(None) => Response::problem(404, format!("no event seen on topic {topic}")),
         Err(e) => Response::problem(500, e.to_string()),
     }
