@@ -74,7 +74,10 @@ pub(crate) struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -109,9 +112,12 @@ pub(crate) async fn run<R>(
 ) -> (Result<R, Failure>, CallLeftovers) {
     let started = Instant::now();
     let deadline = setup.limits.deadline;
-    let Ok(_slot) = host.inner.slots.acquire().await else {
-        unreachable!("the instance gate is never closed");
-    };
+    let _slot = host
+        .inner
+        .slots
+        .acquire()
+        .await
+        .expect("the instance gate is never closed");
     let mut store = new_store(host, setup, started + deadline);
 
     let outcome = tokio::time::timeout(deadline + DEADLINE_GRACE, async {
@@ -128,8 +134,11 @@ pub(crate) async fn run<R>(
     let data = store.into_data();
     data.outputs.0.finish();
     data.outputs.1.finish();
-    let leftovers =
-        CallLeftovers { published: data.published, state: data.state, elapsed: started.elapsed() };
+    let leftovers = CallLeftovers {
+        published: data.published,
+        state: data.state,
+        elapsed: started.elapsed(),
+    };
     (result, leftovers)
 }
 
@@ -210,7 +219,10 @@ fn classify(err: &wasmtime::Error, state: &CallState, deadline: Duration) -> Fai
             kind: TrapKind::Unreachable,
             detail: "executed `unreachable` (a panic or abort in the guest)".to_owned(),
         },
-        Some(trap) => Failure::Trap { kind: TrapKind::Other, detail: trap.to_string() },
+        Some(trap) => Failure::Trap {
+            kind: TrapKind::Other,
+            detail: trap.to_string(),
+        },
         None => Failure::Host(format!("{err:#}")),
     }
 }

@@ -25,7 +25,9 @@ impl Host {
     /// in errors.
     pub fn compile(&self, source_name: &str, wasm: &[u8]) -> Result<Component, Error> {
         if wasm.len() >= 8 && &wasm[..4] == WASM_MAGIC && wasm[4..8] == CORE_MODULE_VERSION {
-            return Err(Error::CoreModule { source_name: source_name.to_owned() });
+            return Err(Error::CoreModule {
+                source_name: source_name.to_owned(),
+            });
         }
         Component::new(&self.inner.engine, wasm).map_err(|reason| Error::Compile {
             source_name: source_name.to_owned(),
@@ -48,16 +50,27 @@ impl Host {
     ///
     /// The bytes are trusted as machine code: they must come from `precompile` on a host
     /// with the same [`Host::artifact_fingerprint`], from storage nobody else can write.
-    pub unsafe fn load_precompiled(&self, source_name: &str, bytes: &[u8]) -> Result<Component, Error> {
+    pub unsafe fn load_precompiled(
+        &self,
+        source_name: &str,
+        bytes: &[u8],
+    ) -> Result<Component, Error> {
         // SAFETY: the caller guarantees the bytes came from `precompile` on a compatible
         // engine; wasmtime still checks the engine compatibility header itself.
         unsafe { Component::deserialize(&self.inner.engine, bytes) }.map_err(|reason| {
-            Error::Artifact { source_name: source_name.to_owned(), reason }
+            Error::Artifact {
+                source_name: source_name.to_owned(),
+                reason,
+            }
         })
     }
 
     /// Checks `component` against the world and links it, ready to instantiate.
-    pub(crate) fn link(&self, source_name: &str, component: &Component) -> Result<HandlerPre<CallState>, Error> {
+    pub(crate) fn link(
+        &self,
+        source_name: &str,
+        component: &Component,
+    ) -> Result<HandlerPre<CallState>, Error> {
         let wrong_world = |problems: Vec<String>| Error::WrongWorld {
             source_name: source_name.to_owned(),
             problems: problems.join("; "),
@@ -97,8 +110,10 @@ fn world_problems(engine: &wasmtime::Engine, component: &Component) -> Vec<Strin
             "imports `{name}`, which choreo does not provide (only wasi:*@0.2 and {ACCEPTED_WORLD_VERSIONS} are linked)"
         ));
     }
-    let exports: Vec<(String, ComponentItem)> =
-        ty.exports(engine).map(|(name, item)| (name.to_owned(), item.ty)).collect();
+    let exports: Vec<(String, ComponentItem)> = ty
+        .exports(engine)
+        .map(|(name, item)| (name.to_owned(), item.ty))
+        .collect();
     for required in REQUIRED_EXPORTS {
         match exports.iter().find(|(name, _)| name == required) {
             Some((_, ComponentItem::ComponentFunc(_))) => {}

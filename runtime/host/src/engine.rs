@@ -82,7 +82,9 @@ pub(crate) struct HostInner {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host").field("pool", &self.inner.pool).finish_non_exhaustive()
+        f.debug_struct("Host")
+            .field("pool", &self.inner.pool)
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,7 +147,10 @@ impl Host {
     pub fn artifact_fingerprint(&self) -> String {
         use std::hash::{DefaultHasher, Hash, Hasher};
         let mut hasher = DefaultHasher::new();
-        self.inner.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
 }

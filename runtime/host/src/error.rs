@@ -67,7 +67,9 @@ pub enum Error {
         reason: String,
     },
     /// A handler's limits exceed what the engine's pool can give any instance.
-    #[error("handler `{handler}`: {limit} of {requested} exceeds the engine's ceiling of {ceiling}")]
+    #[error(
+        "handler `{handler}`: {limit} of {requested} exceeds the engine's ceiling of {ceiling}"
+    )]
     LimitAboveCeiling {
         /// The handler.
         handler: HandlerName,
@@ -174,4 +176,3 @@ pub struct CallError {
     /// What happened.
     pub failure: Failure,
 }
-

@@ -47,7 +47,10 @@ pub struct LoadedHandler {
 
 impl std::fmt::Debug for LoadedHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedHandler").field("info", &self.info).field("limits", &self.limits).finish()
+        f.debug_struct("LoadedHandler")
+            .field("info", &self.info)
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -102,8 +105,16 @@ impl Host {
     ) -> Result<LoadedHandler, Error> {
         let pool = &self.inner.pool;
         let ceilings = [
-            ("max_memory_bytes", settings.limits.max_memory_bytes, pool.max_memory_bytes),
-            ("max_table_elements", settings.limits.max_table_elements, pool.max_table_elements),
+            (
+                "max_memory_bytes",
+                settings.limits.max_memory_bytes,
+                pool.max_memory_bytes,
+            ),
+            (
+                "max_table_elements",
+                settings.limits.max_table_elements,
+                pool.max_table_elements,
+            ),
             (
                 "max_core_instances",
                 settings.limits.max_core_instances,
@@ -127,7 +138,10 @@ impl Host {
             instance.call_describe(store).await
         })
         .await;
-        let raw = raw.map_err(|reason| Error::DescribeFailed { source_name: source_name.to_owned(), reason })?;
+        let raw = raw.map_err(|reason| Error::DescribeFailed {
+            source_name: source_name.to_owned(),
+            reason,
+        })?;
         let info = HandlerInfo::validate(raw).map_err(|invalid| Error::InvalidDescribe {
             source_name: source_name.to_owned(),
             field: invalid.field,
@@ -135,7 +149,12 @@ impl Host {
         })?;
         for (limit, requested, ceiling) in ceilings {
             if requested > ceiling {
-                return Err(Error::LimitAboveCeiling { handler: info.name.clone(), limit, requested, ceiling });
+                return Err(Error::LimitAboveCeiling {
+                    handler: info.name.clone(),
+                    limit,
+                    requested,
+                    ceiling,
+                });
             }
         }
         tracing::info!(handler = %info.name, version = %info.version, source = source_name, "handler loaded");
@@ -202,10 +221,11 @@ impl LoadedHandler {
             state: Overlay::new(state),
         };
         let wit_event = to_wit(event, attempt);
-        let (result, leftovers) = call::run(&self.host, &self.pre, setup, async |instance, store| {
-            instance.call_handle(store, &wit_event).await
-        })
-        .await;
+        let (result, leftovers) =
+            call::run(&self.host, &self.pre, setup, async |instance, store| {
+                instance.call_handle(store, &wit_event).await
+            })
+            .await;
         match result {
             Ok(Ok(())) => HandleOutcome {
                 result: Ok(()),
@@ -214,7 +234,9 @@ impl LoadedHandler {
                 elapsed: leftovers.elapsed,
             },
             Ok(Err(HandleError::Retry(reason))) => fail(Failure::Retry(reason), leftovers.elapsed),
-            Ok(Err(HandleError::Reject(reason))) => fail(Failure::Reject(reason), leftovers.elapsed),
+            Ok(Err(HandleError::Reject(reason))) => {
+                fail(Failure::Reject(reason), leftovers.elapsed)
+            }
             Err(failure) => fail(failure, leftovers.elapsed),
         }
     }
@@ -246,11 +268,19 @@ impl LoadedHandler {
         })
         .await;
         let response = result.map_err(|failure| self.error(None, failure))?;
-        Ok(QueryResponse { status: response.status, headers: response.headers, body: response.body })
+        Ok(QueryResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
     }
 
     fn error(&self, event_id: Option<String>, failure: Failure) -> CallError {
-        CallError { handler: self.info.name.clone(), event_id, failure }
+        CallError {
+            handler: self.info.name.clone(),
+            event_id,
+            failure,
+        }
     }
 }
 
@@ -271,6 +301,10 @@ fn to_wit(recorded: &RecordedEvent, attempt: u32) -> wit::Event {
         causationid: event.causation_id.as_ref().map(ToString::to_string),
         replyto: event.reply_to.as_ref().map(ToString::to_string),
         attempt,
-        extensions: event.extensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        extensions: event
+            .extensions
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }

@@ -52,7 +52,10 @@ pub(crate) struct InvalidField {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidField {
-    InvalidField { field: field.into(), reason: reason.into() }
+    InvalidField {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 impl HandlerInfo {
@@ -68,12 +71,18 @@ impl HandlerInfo {
         if raw.description.len() > MAX_DESCRIPTION_BYTES {
             return Err(invalid(
                 "description",
-                format!("is {} bytes; the limit is {MAX_DESCRIPTION_BYTES}", raw.description.len()),
+                format!(
+                    "is {} bytes; the limit is {MAX_DESCRIPTION_BYTES}",
+                    raw.description.len()
+                ),
             ));
         }
         let subscriptions = patterns("subscription", raw.subscriptions)?;
         if subscriptions.is_empty() {
-            return Err(invalid("subscriptions", "is empty: a handler must subscribe to at least one pattern"));
+            return Err(invalid(
+                "subscriptions",
+                "is empty: a handler must subscribe to at least one pattern",
+            ));
         }
         let publishes = patterns("publish pattern", raw.publishes)?;
         if let Some(reserved) = publishes.iter().find(|p| p.as_str().starts_with('$')) {
@@ -87,9 +96,13 @@ impl HandlerInfo {
             .into_iter()
             .map(|schema| {
                 let field = format!("schema for {:?}", schema.topic);
-                let topic = Pattern::new(schema.topic).map_err(|err| invalid(&field, err.to_string()))?;
+                let topic =
+                    Pattern::new(schema.topic).map_err(|err| invalid(&field, err.to_string()))?;
                 if schema.schema.len() > MAX_SCHEMA_BYTES {
-                    return Err(invalid(&field, format!("is longer than {MAX_SCHEMA_BYTES} bytes")));
+                    return Err(invalid(
+                        &field,
+                        format!("is longer than {MAX_SCHEMA_BYTES} bytes"),
+                    ));
                 }
                 let schema = serde_json::from_str(&schema.schema)
                     .map_err(|err| invalid(&field, format!("is not valid JSON: {err}")))?;
@@ -109,9 +122,15 @@ impl HandlerInfo {
 
 fn patterns(what: &str, raw: Vec<String>) -> Result<Vec<Pattern>, InvalidField> {
     if raw.len() > MAX_PATTERNS {
-        return Err(invalid(format!("{what}s"), format!("has {} entries; the limit is {MAX_PATTERNS}", raw.len())));
+        return Err(invalid(
+            format!("{what}s"),
+            format!("has {} entries; the limit is {MAX_PATTERNS}", raw.len()),
+        ));
     }
     raw.into_iter()
-        .map(|text| Pattern::new(text.clone()).map_err(|err| invalid(format!("{what} {text:?}"), err.to_string())))
+        .map(|text| {
+            Pattern::new(text.clone())
+                .map_err(|err| invalid(format!("{what} {text:?}"), err.to_string()))
+        })
         .collect()
 }

@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         let err = serde_json::from_str::<Limits>(r#"{"max_memroy_bytes": 1}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown field `max_memroy_bytes`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `max_memroy_bytes`"),
+            "{err}"
+        );
     }
 
     fn toml_like(json: &str) -> Limits {

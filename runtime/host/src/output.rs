@@ -65,7 +65,10 @@ impl GuestOutput {
 
     /// Logs a last unterminated line, if any. Called when the call ends.
     pub(crate) fn finish(&self) {
-        let mut buffer = self.shared.lock().expect("guest output lock is never poisoned");
+        let mut buffer = self
+            .shared
+            .lock()
+            .expect("guest output lock is never poisoned");
         if !buffer.line.is_empty() {
             let line = std::mem::take(&mut buffer.line);
             buffer.emit(&line);
@@ -73,7 +76,10 @@ impl GuestOutput {
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
-        let mut buffer = self.shared.lock().expect("guest output lock is never poisoned");
+        let mut buffer = self
+            .shared
+            .lock()
+            .expect("guest output lock is never poisoned");
         let allowed = {
             let mut budget = buffer.budget.lock().expect("budget lock is never poisoned");
             let allowed = bytes.len().min(*budget);

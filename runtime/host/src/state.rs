@@ -91,7 +91,11 @@ pub(crate) struct Overlay {
 
 impl Overlay {
     pub(crate) fn new(reader: Arc<dyn StateReader>) -> Self {
-        Overlay { reader, writes: BTreeMap::new(), write_count: 0 }
+        Overlay {
+            reader,
+            writes: BTreeMap::new(),
+            write_count: 0,
+        }
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -119,7 +123,11 @@ impl Overlay {
         while found.len() < limit {
             let page = self.reader.scan(prefix, cursor.as_deref(), limit).await?;
             let exhausted = page.len() < limit;
-            let page_end = if exhausted { None } else { page.last().map(|(k, _)| k.clone()) };
+            let page_end = if exhausted {
+                None
+            } else {
+                page.last().map(|(k, _)| k.clone())
+            };
 
             let mut merged: BTreeMap<String, Vec<u8>> = page
                 .into_iter()
@@ -148,7 +156,10 @@ impl Overlay {
     }
 
     pub(crate) fn into_writes(self) -> Vec<StateWrite> {
-        self.writes.into_iter().map(|(key, value)| StateWrite { key, value }).collect()
+        self.writes
+            .into_iter()
+            .map(|(key, value)| StateWrite { key, value })
+            .collect()
     }
 }
 
@@ -157,7 +168,11 @@ mod tests {
     use super::*;
 
     fn committed(keys: &[&str]) -> Arc<dyn StateReader> {
-        Arc::new(MemoryState(keys.iter().map(|k| (k.to_string(), k.as_bytes().to_vec())).collect()))
+        Arc::new(MemoryState(
+            keys.iter()
+                .map(|k| (k.to_string(), k.as_bytes().to_vec()))
+                .collect(),
+        ))
     }
 
     fn keys(entries: Vec<(String, Vec<u8>)>) -> Vec<String> {

@@ -33,7 +33,8 @@ impl CallState {
                 self.limits.max_publishes
             )));
         }
-        let topic = Topic::new(out.topic).map_err(|err| PublishError::InvalidTopic(err.to_string()))?;
+        let topic =
+            Topic::new(out.topic).map_err(|err| PublishError::InvalidTopic(err.to_string()))?;
         let is_reply = scope.reply_to.as_ref() == Some(&topic);
         if !is_reply && !scope.declared.iter().any(|pattern| pattern.matches(&topic)) {
             let declared: Vec<&str> = scope.declared.iter().map(|p| p.as_str()).collect();
@@ -43,7 +44,8 @@ impl CallState {
             )));
         }
         for (name, _) in &out.extensions {
-            check_extension_name(name).map_err(|err| PublishError::InvalidEvent(err.to_string()))?;
+            check_extension_name(name)
+                .map_err(|err| PublishError::InvalidEvent(err.to_string()))?;
         }
         let id = EventId::generate();
         let event = Event {

@@ -19,7 +19,11 @@ impl Host for CallState {
         Ok(Ok(self.state.get(&key).await?))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), StateError>> {
         if let Err(err) = self.check_write(&key) {
             return Ok(Err(err));
         }
@@ -50,7 +54,10 @@ impl Host for CallState {
         limit: u32,
     ) -> wasmtime::Result<Result<Entries, StateError>> {
         let limit = limit.min(MAX_SCAN_ENTRIES) as usize;
-        Ok(Ok(self.state.scan(&prefix, start_after.as_deref(), limit).await?))
+        Ok(Ok(self
+            .state
+            .scan(&prefix, start_after.as_deref(), limit)
+            .await?))
     }
 }
 
@@ -75,7 +82,9 @@ impl CallState {
 
 fn check_key(key: &str) -> Result<(), StateError> {
     if key.is_empty() {
-        return Err(StateError::InvalidKey("state keys must not be empty".to_owned()));
+        return Err(StateError::InvalidKey(
+            "state keys must not be empty".to_owned(),
+        ));
     }
     if key.len() > MAX_STATE_KEY_BYTES {
         return Err(StateError::InvalidKey(format!(
