@@ -1,0 +1,92 @@
+//! Leasing deliveries, with a long poll.
+//!
+//! A lease marks entries in the in-memory queue at once and hands the deliveries out;
+//! their lease records are sent to the writer without waiting (see
+//! [`crate::writer::Request::Leased`]). When nothing is leasable the call sleeps until
+//! the handler's [`tokio::sync::Notify`] fires (new entries, a settled commit, a resume)
+//! or until the earliest backoff end or lease expiry, and never past `wait`: no polling.
+
+use std::time::Duration;
+
+use choreo_core::HandlerName;
+use tokio::time::Instant;
+
+use crate::clock::millis;
+use crate::config::MAX_LEASE_BATCH;
+use crate::dlq::read_event;
+use crate::writer::Request;
+use crate::{Delivery, DeliveryToken, Error, Result, SledBroker};
+
+impl SledBroker {
+    pub(crate) async fn lease_deliveries(
+        &self,
+        handler: &HandlerName,
+        max: usize,
+        lease_for: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
+        if !(1..=MAX_LEASE_BATCH).contains(&max) {
+            return Err(Error::OutOfRange {
+                what: "lease batch",
+                handler: handler.clone(),
+                requested: max,
+                max: MAX_LEASE_BATCH,
+            });
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(reason) = self.shared.failure() {
+                return Err(Error::Failed { reason });
+            }
+            let notify = self.shared.registry().get(handler)?.notify.clone();
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a wake-up between the look and the wait is kept.
+            notified.as_mut().enable();
+            let now_ms = self.clock.now_ms();
+            let scan = {
+                let mut registry = self.shared.registry();
+                let h = registry.get_mut(handler)?;
+                if h.sub.paused {
+                    Default::default()
+                } else {
+                    let concurrency = h.sub.concurrency as usize;
+                    h.queue
+                        .lease(now_ms, max, concurrency, millis(lease_for), || {
+                            self.next_lease_id()
+                        })
+                }
+            };
+            if !scan.leased.is_empty() {
+                let seqs = scan.leased.iter().map(|l| l.seq).collect();
+                self.send(Request::Leased(handler.clone(), seqs))?;
+                return scan
+                    .leased
+                    .into_iter()
+                    .map(|leased| {
+                        let lease = leased.record.lease.expect("a leased record has a lease");
+                        Ok(Delivery {
+                            token: DeliveryToken {
+                                handler: handler.clone(),
+                                seq: leased.seq,
+                                lease: lease.id,
+                            },
+                            event: read_event(&self.tree, leased.seq)?,
+                            attempt: leased.record.attempt,
+                        })
+                    })
+                    .collect();
+            }
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            let wake = scan
+                .wake_at_ms
+                .map_or(deadline, |ms| self.clock.instant_at(ms).min(deadline));
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! choreo's durable event broker.
+//!
+//! It owns the event log, one queue per handler with the delivery state of every event
+//! in it (leases, attempts, backoff), dead-letters, and each handler's key-value state.
+//! It does not run handlers: the dispatch loop leases deliveries from it, runs them on the
+//! host, and commits each outcome (ack with the handler's publishes and state writes,
+//! retry, or dead-letter) in one atomic step. It knows nothing of Wasm or HTTP.
+//!
+//! [`Broker`] is the interface; [`SledBroker`] implements it on an embedded sled store
+//! (a NATS JetStream backend can implement it too). The store is one sled tree written by
+//! one thread with group commit; see `writer` for how acknowledgements become durable in
+//! [`Durability::Strict`] and [`Durability::Buffered`] modes, and `records` for the layout.
+//!
+//! Layout:
+//! - `api`: the [`Broker`] trait.
+//! - `types`: the values it takes and returns ([`Subscription`], [`Delivery`], [`Outcome`], …).
+//! - `config`: [`Config`] with its defaults, and the hard limits (`MAX_*`).
+//! - `error`: [`Error`].
+//! - `clock`: [`Clock`], wall-clock time driven by tokio's (pausable) clock.
+//! - `sled_broker`: [`SledBroker`], input checks, forwarding to the writer.
+//! - `lease`: leasing with a long poll.
+//! - `reads`: log, id, state and dead-letter reads.
+//! - `writer`: the group-commit thread and its requests.
+//! - `txn`: building one group (publish with fan-out and dedup, commit, subscribe).
+//! - `dlq`: dead-lettering, replay and discard.
+//! - `retention`: trimming the log; removing a handler.
+//! - `queue`: one handler's in-memory queue and the per-key ordering rules.
+//! - `registry`: all handlers in memory, and the pattern index that routes events.
+//! - `records`: the key layout and the stored records.
+//! - `store`: opening sled, recovery, and the fdatasync that makes strict mode strict.
+
+mod api;
+mod clock;
+mod config;
+mod dlq;
+mod error;
+mod lease;
+mod queue;
+mod reads;
+mod records;
+mod registry;
+mod retention;
+mod sled_broker;
+mod store;
+mod txn;
+mod types;
+mod writer;
+
+pub use api::Broker;
+pub use clock::Clock;
+pub use config::{
+    Config, Durability, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_CONCURRENCY, MAX_GROUP_REQUESTS,
+    MAX_LEASE_BATCH, MAX_READ_ROWS, MAX_READ_SCAN, MAX_REASON_BYTES, MAX_RETENTION_SCAN,
+    MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES, Retention,
+};
+pub use error::{Error, Result};
+pub use sled_broker::SledBroker;
+pub use types::{
+    Action, Committed, DEFAULT_CONCURRENCY, DeadLetter, Delivery, DeliveryToken, EventPage,
+    EventQuery, HandlerStats, Outcome, Published, RetryPolicy, Selection, StartPosition,
+    StateWrite, Subscription,
+};

@@ -1,0 +1,161 @@
+//! Reads served straight from the tree: the log, events by id, handler state and
+//! dead-letters. They never go through the writer.
+//!
+//! Log reads stop at the last durable seq, so nobody sees an event that a crash could
+//! still take back. State reads may see the writes of a commit whose flush is in
+//! progress (the commit returns a moment later); a crash then would undo a value a
+//! query has already shown, which `query` (a read model) tolerates.
+
+use choreo_core::{EventId, HandlerName, RecordedEvent};
+
+use crate::config::{MAX_READ_ROWS, MAX_READ_SCAN};
+use crate::dlq::{load, read_event};
+use crate::records::{self, IdRecord, decode};
+use crate::store::get;
+use crate::{DeadLetter, Error, EventPage, EventQuery, Result, SledBroker};
+
+impl SledBroker {
+    fn known(&self, handler: &HandlerName) -> Result<()> {
+        self.shared.registry().get(handler).map(|_| ())
+    }
+
+    pub(crate) fn read_state(&self, handler: &HandlerName, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.known(handler)?;
+        get(
+            &self.tree,
+            &records::state_key(handler, key),
+            "reading state",
+        )
+    }
+
+    pub(crate) fn scan_state(
+        &self,
+        handler: &HandlerName,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.known(handler)?;
+        let base = records::handler_prefix(b'S', handler).len();
+        let scan_prefix = records::state_key(handler, prefix);
+        let start = match start_after {
+            // The smallest key after `after` is `after` followed by a zero byte.
+            Some(after) => {
+                let mut key = records::state_key(handler, after);
+                key.push(0);
+                key.max(scan_prefix.clone())
+            }
+            None => scan_prefix.clone(),
+        };
+        self.tree
+            .range(start..)
+            .take_while(|item| {
+                item.as_ref()
+                    .map_or(true, |(k, _)| k.starts_with(&scan_prefix))
+            })
+            .take(limit.min(MAX_READ_ROWS))
+            .map(|item| {
+                let (key, value) = item.map_err(|e| Error::storage("scanning state", e))?;
+                Ok((key[base..].to_vec(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    pub(crate) fn read_log(&self, query: EventQuery) -> Result<EventPage> {
+        let durable = self
+            .shared
+            .durable_seq
+            .load(std::sync::atomic::Ordering::Acquire);
+        let limit = query.limit.min(MAX_READ_ROWS);
+        let mut page = EventPage {
+            events: Vec::new(),
+            next_seq: query.from_seq,
+        };
+        if query.from_seq > durable || limit == 0 {
+            return Ok(page);
+        }
+        let range = records::log_key(query.from_seq)..=records::log_key(durable);
+        for item in self.tree.range(range).take(MAX_READ_SCAN) {
+            let (key, value) = item.map_err(|e| Error::storage("reading the log", e))?;
+            let seq = records::log_seq(&key)?;
+            page.next_seq = seq + 1;
+            let stored = records::decode_event(&value)?;
+            let wanted = query
+                .pattern
+                .as_ref()
+                .is_none_or(|p| p.matches(&stored.event.topic));
+            if wanted {
+                page.events.push(RecordedEvent {
+                    seq,
+                    event: stored.event,
+                });
+                if page.events.len() == limit {
+                    break;
+                }
+            }
+        }
+        if page.events.len() < limit && page.next_seq <= durable {
+            // The scan budget ran out, or the rest of the range holds no entry.
+            let scanned_all = self
+                .tree
+                .range(records::log_key(page.next_seq)..=records::log_key(durable))
+                .next()
+                .is_none();
+            if scanned_all {
+                page.next_seq = durable + 1;
+            }
+        }
+        Ok(page)
+    }
+
+    pub(crate) fn find_event(&self, id: &EventId) -> Result<Option<RecordedEvent>> {
+        let durable = self
+            .shared
+            .durable_seq
+            .load(std::sync::atomic::Ordering::Acquire);
+        let mut first: Option<u64> = None;
+        for item in self.tree.scan_prefix(records::id_prefix(id)) {
+            let (_, value) = item.map_err(|e| Error::storage("reading the id index", e))?;
+            let seq = decode::<IdRecord>(&value, "id index entry")?.seq;
+            if seq <= durable && first.is_none_or(|f| seq < f) {
+                first = Some(seq);
+            }
+        }
+        first.map(|seq| read_event(&self.tree, seq)).transpose()
+    }
+
+    pub(crate) fn list_dead_letters(
+        &self,
+        handler: &HandlerName,
+        start_after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        self.known(handler)?;
+        let prefix = records::handler_prefix(b'X', handler);
+        let start = match start_after {
+            Some(seq) => records::dlq_key(handler, seq.saturating_add(1)),
+            None => prefix.clone(),
+        };
+        self.tree
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take(limit.min(MAX_READ_ROWS))
+            .map(|item| {
+                let (key, value) = item.map_err(|e| Error::storage("listing dead-letters", e))?;
+                load(&self.tree, handler, &key, &value)
+            })
+            .collect()
+    }
+
+    pub(crate) fn get_dead_letter(
+        &self,
+        handler: &HandlerName,
+        seq: u64,
+    ) -> Result<Option<DeadLetter>> {
+        self.known(handler)?;
+        let key = records::dlq_key(handler, seq);
+        get(&self.tree, &key, "reading a dead-letter")?
+            .map(|value| load(&self.tree, handler, &key, &value))
+            .transpose()
+    }
+}

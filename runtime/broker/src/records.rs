@@ -1,0 +1,225 @@
+//! The on-disk layout: one sled tree, typed key prefixes, postcard-encoded values.
+//!
+//! Decision: a single tree, because `Tree::apply_batch` is atomic across the keys of one
+//! tree while multi-tree transactions cost far more; one group commit is then one batch.
+//! Keys sort so that each kind of record is a contiguous, ordered range:
+//!
+//! | prefix | key                                  | value                 |
+//! |--------|--------------------------------------|-----------------------|
+//! | `L`    | seq (u64 BE)                         | [`StoredEvent`]       |
+//! | `I`    | event id, `0x00`, source             | [`IdRecord`]          |
+//! | `Q`    | handler, `0x00`, seq (u64 BE)        | [`EntryRecord`]       |
+//! | `S`    | handler, `0x00`, state key           | raw state value       |
+//! | `X`    | handler, `0x00`, seq (u64 BE)        | [`DeadLetterRecord`]  |
+//! | `H`    | handler                              | [`SubRecord`]         |
+//! | `M`    | `meta`                               | [`Meta`]              |
+//!
+//! `0x00` cannot occur in a handler name or an event id, so it ends them unambiguously.
+//! The `I` index serves both lookups by id (prefix scan) and deduplication by
+//! (`source`, `id`) (point lookup). A queue entry carries its ordering key and its lease,
+//! so recovery rebuilds every queue from the `Q` range alone.
+
+use choreo_core::{Event, EventId, HandlerName, Pattern};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{Error, Result, RetryPolicy};
+
+/// Bumped when a record's encoding changes; a store in another format is refused.
+pub(crate) const FORMAT: u32 = 1;
+
+pub(crate) const META_KEY: &[u8] = b"Mmeta";
+
+pub(crate) fn log_key(seq: u64) -> [u8; 9] {
+    let mut key = [b'L'; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn log_seq(key: &[u8]) -> Result<u64> {
+    seq_suffix(key).ok_or_else(|| Error::corrupt("log key", "shorter than 9 bytes"))
+}
+
+pub(crate) fn id_prefix(id: &EventId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + id.as_str().len());
+    key.push(b'I');
+    key.extend_from_slice(id.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn id_key(id: &EventId, source: &str) -> Vec<u8> {
+    let mut key = id_prefix(id);
+    key.extend_from_slice(source.as_bytes());
+    key
+}
+
+/// The prefix of a handler's records of kind `kind` (`Q`, `S` or `X`).
+pub(crate) fn handler_prefix(kind: u8, handler: &HandlerName) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + handler.as_str().len() + 8);
+    key.push(kind);
+    key.extend_from_slice(handler.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn queue_key(handler: &HandlerName, seq: u64) -> Vec<u8> {
+    let mut key = handler_prefix(b'Q', handler);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn dlq_key(handler: &HandlerName, seq: u64) -> Vec<u8> {
+    let mut key = handler_prefix(b'X', handler);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn state_key(handler: &HandlerName, state: &[u8]) -> Vec<u8> {
+    let mut key = handler_prefix(b'S', handler);
+    key.extend_from_slice(state);
+    key
+}
+
+pub(crate) fn sub_key(handler: &HandlerName) -> Vec<u8> {
+    let mut key = vec![b'H'];
+    key.extend_from_slice(handler.as_str().as_bytes());
+    key
+}
+
+/// The handler named by a `Q` or `X` key, and the seq it ends with.
+pub(crate) fn handler_seq(key: &[u8]) -> Result<(HandlerName, u64)> {
+    let bad = || Error::corrupt("queue key", format!("malformed key {key:?}"));
+    let end = key.iter().position(|b| *b == 0).ok_or_else(bad)?;
+    let name = std::str::from_utf8(&key[1..end]).map_err(|_| bad())?;
+    let handler = HandlerName::new(name).map_err(|e| Error::corrupt("queue key", e))?;
+    let seq = seq_suffix(&key[end..]).ok_or_else(bad)?;
+    Ok((handler, seq))
+}
+
+fn seq_suffix(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// A log entry: the event and when the broker appended it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredEvent<E> {
+    pub(crate) appended_ms: u64,
+    pub(crate) event: E,
+}
+
+/// Decodes a log entry.
+pub(crate) fn decode_event(bytes: &[u8]) -> Result<StoredEvent<Event>> {
+    decode(bytes, "log entry")
+}
+
+/// Where an event id (with its source) sits in the log.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct IdRecord {
+    pub(crate) seq: u64,
+    pub(crate) appended_ms: u64,
+}
+
+/// A live lease on a queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LeaseRecord {
+    pub(crate) id: u64,
+    pub(crate) expires_ms: u64,
+}
+
+/// An event waiting in a handler's queue, with its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EntryRecord {
+    /// The event's ordering key, so recovery need not read the event.
+    pub(crate) key: String,
+    /// Deliveries started so far.
+    pub(crate) attempt: u32,
+    /// No delivery before this time (retry backoff).
+    pub(crate) not_before_ms: u64,
+    pub(crate) lease: Option<LeaseRecord>,
+    pub(crate) last_error: Option<String>,
+}
+
+impl EntryRecord {
+    pub(crate) fn new(key: &str) -> Self {
+        EntryRecord {
+            key: key.to_owned(),
+            attempt: 0,
+            not_before_ms: 0,
+            lease: None,
+            last_error: None,
+        }
+    }
+}
+
+/// Why and when an event was dead-lettered for a handler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DeadLetterRecord {
+    pub(crate) reason: String,
+    pub(crate) attempts: u32,
+    pub(crate) at_ms: u64,
+    pub(crate) dlq_seq: u64,
+}
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SubRecord {
+    pub(crate) patterns: Vec<Pattern>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) concurrency: u32,
+    pub(crate) paused: bool,
+}
+
+/// Counters that must survive a restart.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub(crate) format: u32,
+    /// The highest seq ever assigned; seqs are never reused, even once retention has
+    /// emptied the log.
+    pub(crate) last_seq: u64,
+    /// Bytes of all `L` values, for retention by size.
+    pub(crate) log_bytes: u64,
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("records hold only types postcard can encode")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::corrupt(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_sort_by_seq() {
+        let h = HandlerName::new("orders").unwrap();
+        let (name, seq) = handler_seq(&queue_key(&h, 258)).unwrap();
+        assert_eq!((name, seq), (h.clone(), 258));
+        assert!(queue_key(&h, 9) < queue_key(&h, 10));
+        assert!(log_key(255) < log_key(256));
+        assert_eq!(log_seq(&log_key(77)).unwrap(), 77);
+        // A handler whose name extends another's does not fall in its range.
+        let longer = HandlerName::new("orders-eu").unwrap();
+        assert!(!queue_key(&longer, 1).starts_with(&handler_prefix(b'Q', &h)));
+    }
+
+    #[test]
+    fn events_round_trip_through_postcard() {
+        let mut event = Event::new(
+            choreo_core::Topic::new("a.b").unwrap(),
+            "test://unit",
+            vec![1, 2, 3],
+        );
+        event.extensions.insert("x".into(), "y".into());
+        let bytes = encode(&StoredEvent {
+            appended_ms: 5,
+            event: &event,
+        });
+        let back = decode_event(&bytes).unwrap();
+        assert_eq!(back.event, event);
+        assert_eq!(back.appended_ms, 5);
+    }
+}

@@ -1,0 +1,179 @@
+//! Opening the sled store, rebuilding the in-memory view from it, and making it durable.
+//!
+//! sled caveats handled here, each a decision:
+//! - `flush()` ends in `sync_file_range`, which starts and waits for writeback of the
+//!   data pages but is not an fsync: it does not flush the drive's cache and does not
+//!   persist file size changes. Strict mode therefore fdatasyncs sled's data file after
+//!   every group flush ([`Syncer`]), plus any blob file sled wrote (large pages spill into
+//!   `blobs/`, which sled writes without any sync) and the directories holding new files.
+//! - sled's own periodic flusher thread is disabled (`flush_every_ms(None)`): the writer
+//!   flushes after every group, so a second flusher would only add I/O at random times.
+//! - The page cache is bounded by [`crate::Config::cache_bytes`] (sled's default is 1 GiB).
+//! - `Mode::HighThroughput`: the workload is append-heavy and space is reclaimed by
+//!   retention; sled's small-space mode would rewrite segments more eagerly.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::records::{
+    self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, SubRecord, decode,
+};
+use crate::registry::Registry;
+use crate::{Config, Error, Result};
+
+/// The name of the one tree every record lives in.
+const TREE: &[u8] = b"choreo";
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) db: sled::Db,
+    pub(crate) tree: sled::Tree,
+}
+
+/// What recovery rebuilt.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) registry: Registry,
+    pub(crate) meta: Meta,
+}
+
+pub(crate) fn open(config: &Config) -> Result<(Store, Syncer, Recovered)> {
+    std::fs::create_dir_all(&config.path)
+        .map_err(|e| Error::storage("creating the store directory", e))?;
+    let db = sled::Config::new()
+        .path(&config.path)
+        .cache_capacity(config.cache_bytes)
+        .flush_every_ms(None)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|e| Error::storage("opening the store", e))?;
+    let tree = db
+        .open_tree(TREE)
+        .map_err(|e| Error::storage("opening the store's tree", e))?;
+    let store = Store { db, tree };
+    let recovered = recover(&store)?;
+    let syncer = Syncer::new(&config.path)?;
+    Ok((store, syncer, recovered))
+}
+
+/// Rebuilds subscriptions and queues. Queue entries of a handler that no longer has a
+/// subscription are dropped.
+fn recover(store: &Store) -> Result<Recovered> {
+    let tree = &store.tree;
+    let meta = match get(tree, META_KEY, "reading the store's counters")? {
+        Some(bytes) => decode::<Meta>(&bytes, "meta")?,
+        None => Meta {
+            format: FORMAT,
+            last_seq: 0,
+            log_bytes: 0,
+        },
+    };
+    if meta.format != FORMAT {
+        return Err(Error::Format {
+            found: meta.format,
+            expected: FORMAT,
+        });
+    }
+    let mut registry = Registry::default();
+    for item in tree.scan_prefix(b"H") {
+        let (key, value) = item.map_err(|e| Error::storage("reading subscriptions", e))?;
+        let name = std::str::from_utf8(&key[1..])
+            .ok()
+            .and_then(|name| choreo_core::HandlerName::new(name).ok())
+            .ok_or_else(|| Error::corrupt("subscription key", format!("{key:?}")))?;
+        registry.upsert(&name, decode::<SubRecord>(&value, "subscription")?);
+    }
+    let mut orphans = sled::Batch::default();
+    for item in tree.scan_prefix(b"Q") {
+        let (key, value) = item.map_err(|e| Error::storage("reading queues", e))?;
+        let (handler, seq) = records::handler_seq(&key)?;
+        match registry.handlers.get_mut(&handler) {
+            Some(h) => h
+                .queue
+                .insert(seq, decode::<EntryRecord>(&value, "queue entry")?),
+            None => orphans.remove(key),
+        }
+    }
+    for item in tree.scan_prefix(b"X") {
+        let (key, value) = item.map_err(|e| Error::storage("reading dead-letters", e))?;
+        let (handler, _) = records::handler_seq(&key)?;
+        let record = decode::<DeadLetterRecord>(&value, "dead-letter")?;
+        if let Some(h) = registry.handlers.get_mut(&handler) {
+            h.dead_letters += 1;
+            h.last_error = Some(record.reason);
+        }
+    }
+    tree.apply_batch(orphans)
+        .map_err(|e| Error::storage("dropping orphaned queue entries", e))?;
+    Ok(Recovered { registry, meta })
+}
+
+pub(crate) fn get(tree: &sled::Tree, key: &[u8], context: &'static str) -> Result<Option<Vec<u8>>> {
+    tree.get(key)
+        .map(|v| v.map(|v| v.to_vec()))
+        .map_err(|e| Error::storage(context, e))
+}
+
+/// Makes what sled has written durable: fdatasync of its data file, of blob files not
+/// yet synced, and of the directories that gained files.
+#[derive(Debug)]
+pub(crate) struct Syncer {
+    data: File,
+    blobs: PathBuf,
+    synced_blobs: BTreeSet<OsString>,
+}
+
+impl Syncer {
+    fn new(path: &Path) -> Result<Self> {
+        let data = File::open(path.join("db"))
+            .map_err(|e| Error::storage("opening sled's data file for syncing", e))?;
+        // The store directory itself gained `db`, `conf` and `blobs/` when it was made.
+        sync_dir(path).map_err(|e| Error::storage("syncing the store directory", e))?;
+        let mut syncer = Syncer {
+            data,
+            blobs: path.join("blobs"),
+            synced_blobs: BTreeSet::new(),
+        };
+        syncer.sync()?;
+        Ok(syncer)
+    }
+
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.data
+            .sync_data()
+            .map_err(|e| Error::storage("fdatasync of sled's data file", e))?;
+        self.sync_new_blobs()
+            .map_err(|e| Error::storage("syncing sled's blob files", e))
+    }
+
+    fn sync_new_blobs(&mut self) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(&self.blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut present = BTreeSet::new();
+        let mut new_files = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !self.synced_blobs.contains(&name) {
+                File::open(entry.path())?.sync_data()?;
+                new_files = true;
+            }
+            present.insert(name);
+        }
+        if new_files {
+            sync_dir(&self.blobs)?;
+        }
+        // Forget blobs sled has since removed, so the set does not grow without bound.
+        self.synced_blobs = present;
+        Ok(())
+    }
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()
+}

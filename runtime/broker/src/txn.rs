@@ -1,0 +1,377 @@
+//! One group commit under construction: the sled batch, and the in-memory effects to
+//! apply once that batch is durable.
+//!
+//! Every request is checked before it adds anything to the batch, so a request refused
+//! for its input leaves the group (and the store) as it was. Sequence numbers are given
+//! out here, in request order; appending an event and enqueueing it for every matching
+//! handler land in the same batch, which is what makes fan-out atomic with the append.
+//! Dead-letters and replays live in `dlq.rs`, retention and handler removal in
+//! `retention.rs`; both add to the same [`Group`].
+
+use std::collections::HashMap;
+
+use choreo_core::{Event, HandlerName, Topic};
+
+use crate::clock::millis;
+use crate::records::{
+    self, EntryRecord, IdRecord, META_KEY, Meta, StoredEvent, SubRecord, decode, encode,
+};
+use crate::registry::Registry;
+use crate::store::get;
+use crate::{
+    Action, Committed, Config, Error, Outcome, Published, Result, StartPosition, Subscription,
+};
+
+/// A change to the in-memory view, applied once the group is durable.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    Enqueue {
+        handler: HandlerName,
+        seq: u64,
+        record: EntryRecord,
+    },
+    /// Acked or dead-lettered: leaves the queue.
+    Settle {
+        handler: HandlerName,
+        seq: u64,
+    },
+    Retry {
+        handler: HandlerName,
+        seq: u64,
+        not_before_ms: u64,
+        error: String,
+    },
+    DeadLettered {
+        handler: HandlerName,
+        reason: String,
+    },
+    DeadLettersRemoved {
+        handler: HandlerName,
+        count: usize,
+    },
+    /// Something changed that a waiting lease should look at (resume).
+    Wake {
+        handler: HandlerName,
+    },
+}
+
+impl Effect {
+    pub(crate) fn handler(&self) -> &HandlerName {
+        match self {
+            Effect::Enqueue { handler, .. }
+            | Effect::Settle { handler, .. }
+            | Effect::Retry { handler, .. }
+            | Effect::DeadLettered { handler, .. }
+            | Effect::DeadLettersRemoved { handler, .. }
+            | Effect::Wake { handler } => handler,
+        }
+    }
+}
+
+/// An event appended earlier in this group: not in the tree yet, but a catch-up that
+/// runs later in the group must see it.
+#[derive(Debug)]
+struct Appended {
+    seq: u64,
+    topic: Topic,
+    key: String,
+}
+
+pub(crate) struct Group<'a> {
+    pub(crate) tree: &'a sled::Tree,
+    pub(crate) config: &'a Config,
+    pub(crate) now_ms: u64,
+    pub(crate) batch: sled::Batch,
+    pub(crate) effects: Vec<Effect>,
+    next_seq: u64,
+    pub(crate) log_bytes: u64,
+    meta_dirty: bool,
+    appended: Vec<Appended>,
+    /// Id keys appended in this group, for dedup within the group.
+    dedup: HashMap<Vec<u8>, u64>,
+}
+
+impl<'a> Group<'a> {
+    pub(crate) fn new(
+        tree: &'a sled::Tree,
+        config: &'a Config,
+        now_ms: u64,
+        next_seq: u64,
+        log_bytes: u64,
+    ) -> Self {
+        Group {
+            tree,
+            config,
+            now_ms,
+            batch: sled::Batch::default(),
+            effects: Vec::new(),
+            next_seq,
+            log_bytes,
+            meta_dirty: false,
+            appended: Vec::new(),
+            dedup: HashMap::new(),
+        }
+    }
+
+    /// The batch (with the counters written into it), the effects, and the new counters.
+    pub(crate) fn finish(mut self) -> (sled::Batch, Vec<Effect>, u64, u64) {
+        if self.meta_dirty {
+            let meta = Meta {
+                format: records::FORMAT,
+                last_seq: self.next_seq - 1,
+                log_bytes: self.log_bytes,
+            };
+            self.batch.insert(META_KEY, encode(&meta));
+        }
+        (self.batch, self.effects, self.next_seq, self.log_bytes)
+    }
+
+    pub(crate) fn mark_meta_dirty(&mut self) {
+        self.meta_dirty = true;
+    }
+
+    pub(crate) fn publish(
+        &mut self,
+        registry: &Registry,
+        events: Vec<Event>,
+    ) -> Result<Vec<Published>> {
+        events
+            .into_iter()
+            .map(|event| self.append(registry, event))
+            .collect()
+    }
+
+    /// Appends one event and enqueues it for every matching handler, or reports the
+    /// earlier copy when (`source`, `id`) is within the dedup window.
+    pub(crate) fn append(&mut self, registry: &Registry, event: Event) -> Result<Published> {
+        let id_key = records::id_key(&event.id, &event.source);
+        if let Some(&seq) = self.dedup.get(&id_key) {
+            return Ok(duplicate(event, seq));
+        }
+        if let Some(bytes) = get(self.tree, &id_key, "looking up an event id")? {
+            let earlier: IdRecord = decode(&bytes, "id index entry")?;
+            let age = self.now_ms.saturating_sub(earlier.appended_ms);
+            if age < millis(self.config.dedup_window) {
+                return Ok(duplicate(event, earlier.seq));
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.meta_dirty = true;
+        for handler in registry.index.matching(&event.topic) {
+            let record = EntryRecord::new(event.ordering_key());
+            self.batch
+                .insert(records::queue_key(&handler, seq), encode(&record));
+            self.effects.push(Effect::Enqueue {
+                handler,
+                seq,
+                record,
+            });
+        }
+        let id_record = IdRecord {
+            seq,
+            appended_ms: self.now_ms,
+        };
+        self.batch.insert(id_key.as_slice(), encode(&id_record));
+        self.dedup.insert(id_key, seq);
+        let stored = encode(&StoredEvent {
+            appended_ms: self.now_ms,
+            event: &event,
+        });
+        self.log_bytes += stored.len() as u64;
+        self.batch.insert(&records::log_key(seq), stored);
+        let published = Published {
+            seq,
+            id: event.id,
+            duplicate: false,
+        };
+        self.appended.push(Appended {
+            seq,
+            key: event.key.unwrap_or_else(|| event.topic.as_str().to_owned()),
+            topic: event.topic,
+        });
+        Ok(published)
+    }
+
+    pub(crate) fn commit(
+        &mut self,
+        registry: &mut Registry,
+        outcomes: Vec<Outcome>,
+    ) -> Result<Vec<Committed>> {
+        for outcome in &outcomes {
+            registry.get(&outcome.token.handler)?;
+        }
+        let mut committed = Vec::with_capacity(outcomes.len());
+        for Outcome { token, action } in outcomes {
+            let handler = registry.get_mut(&token.handler)?;
+            let Some(attempt) = handler.queue.begin_commit(token.seq, token.lease) else {
+                committed.push(Committed::LeaseLost);
+                continue;
+            };
+            let retry = handler.sub.retry;
+            let name = token.handler;
+            let queue_key = records::queue_key(&name, token.seq);
+            committed.push(match action {
+                Action::Ack { publishes, state } => {
+                    self.batch.remove(queue_key);
+                    for write in state {
+                        let key = records::state_key(&name, &write.key);
+                        match write.value {
+                            Some(value) => self.batch.insert(key, value),
+                            None => self.batch.remove(key),
+                        }
+                    }
+                    self.effects.push(Effect::Settle {
+                        handler: name,
+                        seq: token.seq,
+                    });
+                    let published = publishes
+                        .into_iter()
+                        .map(|event| self.append(registry, event))
+                        .collect::<Result<_>>()?;
+                    Committed::Acked { published }
+                }
+                Action::Retry { reason } if attempt < retry.max_attempts => {
+                    let delay = retry.backoff(attempt, rand::random::<f64>());
+                    let not_before_ms = self.now_ms.saturating_add(millis(delay));
+                    let error = truncate(reason);
+                    let mut record = handler
+                        .queue
+                        .record(token.seq)
+                        .expect("an entry being committed is in the queue");
+                    record.not_before_ms = not_before_ms;
+                    record.last_error = Some(error.clone());
+                    self.batch.insert(queue_key, encode(&record));
+                    self.effects.push(Effect::Retry {
+                        handler: name,
+                        seq: token.seq,
+                        not_before_ms,
+                        error,
+                    });
+                    Committed::Retrying {
+                        attempt,
+                        not_before: crate::clock::timestamp(not_before_ms),
+                    }
+                }
+                Action::Retry { reason } => {
+                    let reason = format!("gave up after {attempt} attempts: {reason}");
+                    let dead_letter =
+                        self.dead_letter(registry, &name, token.seq, attempt, reason)?;
+                    Committed::DeadLettered { dead_letter }
+                }
+                Action::DeadLetter { reason } => {
+                    let dead_letter =
+                        self.dead_letter(registry, &name, token.seq, attempt, reason)?;
+                    Committed::DeadLettered { dead_letter }
+                }
+            });
+        }
+        Ok(committed)
+    }
+
+    pub(crate) fn subscribe(&mut self, registry: &mut Registry, sub: Subscription) -> Result<()> {
+        let name = sub.handler;
+        let record = SubRecord {
+            patterns: sub.patterns,
+            retry: sub.retry,
+            concurrency: u32::try_from(sub.concurrency).expect("checked against MAX_CONCURRENCY"),
+            paused: false,
+        };
+        let is_new = registry.upsert(&name, record);
+        let stored = &registry.get(&name)?.sub;
+        self.batch.insert(records::sub_key(&name), encode(stored));
+        let from_ms = match sub.start {
+            _ if !is_new => return Ok(()),
+            StartPosition::Next => return Ok(()),
+            StartPosition::Earliest => 0,
+            StartPosition::Time(at) => crate::clock::timestamp_ms(at),
+        };
+        let patterns = stored.patterns.clone();
+        let matches = |topic: &Topic| patterns.iter().any(|p| p.matches(topic));
+        let enqueue = |group: &mut Self, seq: u64, key: &str| {
+            let record = EntryRecord::new(key);
+            group
+                .batch
+                .insert(records::queue_key(&name, seq), encode(&record));
+            group.effects.push(Effect::Enqueue {
+                handler: name.clone(),
+                seq,
+                record,
+            });
+        };
+        for item in self
+            .tree
+            .range(records::log_key(0)..=records::log_key(u64::MAX))
+        {
+            let (key, value) =
+                item.map_err(|e| Error::storage("reading the log to catch up", e))?;
+            let stored = records::decode_event(&value)?;
+            if stored.appended_ms >= from_ms && matches(&stored.event.topic) {
+                enqueue(self, records::log_seq(&key)?, stored.event.ordering_key());
+            }
+        }
+        let appended = std::mem::take(&mut self.appended);
+        for event in &appended {
+            if self.now_ms >= from_ms && matches(&event.topic) {
+                enqueue(self, event.seq, &event.key);
+            }
+        }
+        self.appended = appended;
+        Ok(())
+    }
+
+    pub(crate) fn set_paused(
+        &mut self,
+        registry: &mut Registry,
+        name: &HandlerName,
+        paused: bool,
+    ) -> Result<()> {
+        let handler = registry.get_mut(name)?;
+        handler.sub.paused = paused;
+        self.batch
+            .insert(records::sub_key(name), encode(&handler.sub));
+        self.effects.push(Effect::Wake {
+            handler: name.clone(),
+        });
+        Ok(())
+    }
+
+    /// Persists the current lease of entries just leased, unless a commit already owns
+    /// their record (then its batch decides what is stored).
+    pub(crate) fn record_leases(&mut self, registry: &Registry, name: &HandlerName, seqs: &[u64]) {
+        let Ok(handler) = registry.get(name) else {
+            return;
+        };
+        for &seq in seqs {
+            if !handler.queue.is_settled(seq) {
+                continue;
+            }
+            if let Some(record) = handler.queue.record(seq) {
+                self.batch
+                    .insert(records::queue_key(name, seq), encode(&record));
+            }
+        }
+    }
+}
+
+fn duplicate(event: Event, seq: u64) -> Published {
+    Published {
+        seq,
+        id: event.id,
+        duplicate: true,
+    }
+}
+
+/// Cuts a guest-supplied reason to [`crate::config::MAX_REASON_BYTES`].
+pub(crate) fn truncate(mut reason: String) -> String {
+    let max = crate::config::MAX_REASON_BYTES;
+    if reason.len() > max {
+        let mut end = max;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}

@@ -1,0 +1,422 @@
+//! The writer: the one thread that changes the store, by group commit.
+//!
+//! Every state-changing call becomes a [`Request`] on a channel. The writer takes the
+//! first waiting request, then every request that queued up behind it (up to
+//! [`MAX_GROUP_REQUESTS`]), builds all of them into one `sled::Batch`, applies it, flushes
+//! once, and in strict mode fdatasyncs once; only then does it update the in-memory view
+//! and answer. While one group is being flushed the next one accumulates, so under load
+//! many publishers share each sync: this is what makes strict durability affordable.
+//!
+//! Decision: a dedicated OS thread rather than a tokio task, because every step here
+//! (sled writes, flushes, fdatasync) blocks. The thread enters the runtime's context so
+//! that [`crate::Clock`] reads the same (possibly paused) tokio clock as the callers.
+//!
+//! A storage failure stops the writer for good: the in-memory view may then be ahead of
+//! the store, so every later call fails with [`Error::Failed`] until the broker is
+//! reopened, which rebuilds the view from what is durable.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use choreo_core::{Event, HandlerName};
+use tokio::sync::oneshot;
+
+use crate::config::MAX_GROUP_REQUESTS;
+use crate::registry::Registry;
+use crate::store::{Store, Syncer};
+use crate::txn::{Effect, Group};
+use crate::{
+    Clock, Committed, Config, Durability, Error, Outcome, Published, Result, Selection,
+    Subscription,
+};
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// A change for the writer to make.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Publish(Vec<Event>, Reply<Vec<Published>>),
+    Commit(Vec<Outcome>, Reply<Vec<Committed>>),
+    Subscribe(Subscription, Reply<()>),
+    SetPaused(HandlerName, bool, Reply<()>),
+    Replay(HandlerName, Selection, Reply<usize>),
+    Discard(HandlerName, Selection, Reply<usize>),
+    /// Deletes a handler's records. Runs as a group of its own, so no other request in
+    /// its batch can write a record under the prefixes it deletes.
+    Remove(HandlerName, Reply<()>),
+    /// Persists the current lease of these entries. Nobody waits: a lease lost in a crash
+    /// only brings its delivery back sooner, which at-least-once allows.
+    Leased(HandlerName, Vec<u64>),
+    /// Runs retention now. A group of its own, like the periodic sweep.
+    Retention(Reply<usize>),
+    /// Syncs to disk now, in either durability mode.
+    Flush(Reply<()>),
+    /// Syncs and stops the writer.
+    Close(Option<Reply<()>>),
+}
+
+impl Request {
+    fn is_exclusive(&self) -> bool {
+        matches!(self, Request::Remove(..) | Request::Retention(..))
+    }
+}
+
+/// State the writer shares with the callers.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) registry: Mutex<Registry>,
+    /// The highest seq that is durable; log reads stop there.
+    pub(crate) durable_seq: AtomicU64,
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .expect("registry users do not panic while holding it")
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .expect("the failure slot is only read and set")
+            .clone()
+    }
+
+    fn fail(&self, reason: String) {
+        let mut failed = self
+            .failed
+            .lock()
+            .expect("the failure slot is only read and set");
+        failed.get_or_insert(reason);
+    }
+}
+
+/// An answer to send once the group is durable (or has failed).
+type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn pending<T: Send + 'static>(reply: Reply<T>, value: T) -> Pending {
+    Box::new(move |failure: Option<&str>| {
+        let result = match failure {
+            None => Ok(value),
+            Some(reason) => Err(Error::Failed {
+                reason: reason.to_owned(),
+            }),
+        };
+        // The caller may have given up waiting; nothing to do then.
+        let _ = reply.send(result);
+    })
+}
+
+pub(crate) struct Writer {
+    pub(crate) store: Store,
+    pub(crate) syncer: Syncer,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) clock: Clock,
+    pub(crate) config: Config,
+    pub(crate) next_seq: u64,
+    pub(crate) log_bytes: u64,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Writer {
+    pub(crate) fn run(mut self, rx: Receiver<Request>) {
+        let runtime = self.runtime.clone();
+        let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        let mut unsynced_since: Option<Instant> = None;
+        let mut last_retention = self.clock.now_ms();
+        let mut carried: Option<Request> = None;
+        loop {
+            let first = match carried.take() {
+                Some(request) => request,
+                None => match self.receive(&rx, unsynced_since) {
+                    Ok(request) => request,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Buffered mode: the sync interval has passed.
+                        self.sync_or_fail();
+                        unsynced_since = None;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            let mut group = vec![first];
+            if !group[0].is_exclusive() {
+                while group.len() < MAX_GROUP_REQUESTS {
+                    match rx.try_recv() {
+                        Ok(request) if request.is_exclusive() => {
+                            carried = Some(request);
+                            break;
+                        }
+                        Ok(request) => group.push(request),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let closing = group.iter().any(|r| matches!(r, Request::Close(_)));
+            match self.process(group) {
+                Synced::Yes => unsynced_since = None,
+                Synced::No => {
+                    unsynced_since.get_or_insert_with(Instant::now);
+                }
+                Synced::NothingWritten => {}
+            }
+            if closing {
+                return;
+            }
+            let now = self.clock.now_ms();
+            if now.saturating_sub(last_retention)
+                >= crate::clock::millis(self.config.retention_interval)
+            {
+                last_retention = now;
+                let (reply, _) = oneshot::channel();
+                if let Synced::No = self.process(vec![Request::Retention(reply)]) {
+                    unsynced_since.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+        if unsynced_since.is_some() {
+            self.sync_or_fail();
+        }
+    }
+
+    fn receive(
+        &self,
+        rx: &Receiver<Request>,
+        unsynced_since: Option<Instant>,
+    ) -> Result<Request, RecvTimeoutError> {
+        match unsynced_since {
+            Some(since) => {
+                let left = self.config.sync_interval.saturating_sub(since.elapsed());
+                rx.recv_timeout(left)
+            }
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        }
+    }
+
+    fn sync_or_fail(&mut self) {
+        if self.shared.failure().is_some() {
+            return;
+        }
+        if let Err(e) = self.syncer.sync() {
+            tracing::error!(error = %e, "broker.sync failed; the broker stops accepting writes");
+            self.shared.fail(e.to_string());
+        }
+    }
+
+    /// Builds, writes and answers one group.
+    fn process(&mut self, group: Vec<Request>) -> Synced {
+        if let Some(reason) = self.shared.failure() {
+            for request in group {
+                pending_for(request)(Some(&reason));
+            }
+            return Synced::NothingWritten;
+        }
+        let mut txn = Group::new(
+            &self.store.tree,
+            &self.config,
+            self.clock.now_ms(),
+            self.next_seq,
+            self.log_bytes,
+        );
+        let mut answers: Vec<Pending> = Vec::with_capacity(group.len());
+        let mut wants_reply = false;
+        let mut force_sync = false;
+        let mut fatal: Option<Error> = None;
+        {
+            let mut registry = self.shared.registry();
+            for request in group {
+                if fatal.is_some() {
+                    answers.push(pending_for(request));
+                    continue;
+                }
+                wants_reply |= !matches!(request, Request::Leased(..));
+                force_sync |= matches!(request, Request::Flush(_) | Request::Close(_));
+                match build(&mut txn, &mut registry, request) {
+                    Ok(Some(answer)) => answers.push(answer),
+                    Ok(None) => {}
+                    Err(e) => fatal = Some(e),
+                }
+            }
+        }
+        let (batch, effects, next_seq, log_bytes) = txn.finish();
+        let written = match fatal {
+            Some(e) => Err(e),
+            None if !wants_reply => {
+                // Only lease records: they ride along with the next flush.
+                return self.apply_quietly(batch);
+            }
+            None => self.write(batch, force_sync),
+        };
+        match written {
+            Ok(synced) => {
+                self.next_seq = next_seq;
+                self.log_bytes = log_bytes;
+                self.apply(effects);
+                self.shared
+                    .durable_seq
+                    .store(next_seq.saturating_sub(1), Ordering::Release);
+                for answer in answers {
+                    answer(None);
+                }
+                synced
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "broker.commit failed; the broker stops accepting writes");
+                let reason = e.to_string();
+                self.shared.fail(reason.clone());
+                for answer in answers {
+                    answer(Some(&reason));
+                }
+                Synced::NothingWritten
+            }
+        }
+    }
+
+    fn apply_quietly(&mut self, batch: sled::Batch) -> Synced {
+        if let Err(e) = self.store.tree.apply_batch(batch) {
+            tracing::error!(error = %e, "broker.lease could not record leases");
+            self.shared.fail(e.to_string());
+        }
+        Synced::NothingWritten
+    }
+
+    fn write(&mut self, batch: sled::Batch, force_sync: bool) -> Result<Synced> {
+        self.store
+            .tree
+            .apply_batch(batch)
+            .map_err(|e| Error::storage("applying a group commit", e))?;
+        self.store
+            .db
+            .flush()
+            .map_err(|e| Error::storage("flushing a group commit", e))?;
+        if force_sync || self.config.durability == Durability::Strict {
+            self.syncer.sync()?;
+            Ok(Synced::Yes)
+        } else {
+            Ok(Synced::No)
+        }
+    }
+
+    /// Brings the in-memory view in step with what was just made durable.
+    fn apply(&self, effects: Vec<Effect>) {
+        let mut registry = self.shared.registry();
+        let mut woken: Vec<HandlerName> = Vec::new();
+        for effect in effects {
+            let name = effect.handler().clone();
+            let Some(handler) = registry.handlers.get_mut(&name) else {
+                continue;
+            };
+            match effect {
+                Effect::Enqueue { seq, record, .. } => handler.queue.insert(seq, record),
+                Effect::Settle { seq, .. } => handler.queue.remove(seq),
+                Effect::Retry {
+                    seq,
+                    not_before_ms,
+                    error,
+                    ..
+                } => {
+                    handler.last_error = Some(error.clone());
+                    handler.queue.retry(seq, not_before_ms, error);
+                }
+                Effect::DeadLettered { reason, .. } => {
+                    handler.dead_letters += 1;
+                    handler.last_error = Some(reason);
+                }
+                Effect::DeadLettersRemoved { count, .. } => {
+                    handler.dead_letters = handler.dead_letters.saturating_sub(count);
+                }
+                Effect::Wake { .. } => {}
+            }
+            if woken.last() != Some(&name) {
+                woken.push(name);
+            }
+        }
+        woken.sort();
+        woken.dedup();
+        for name in woken {
+            if let Some(handler) = registry.handlers.get(&name) {
+                handler.notify.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Whether a group ended with everything synced to disk.
+enum Synced {
+    Yes,
+    No,
+    NothingWritten,
+}
+
+/// Adds one request to the group. `Ok(Some)` is the answer to send once durable; an
+/// input error is answered at once and adds nothing; `Err` is a storage failure.
+fn build(
+    txn: &mut Group<'_>,
+    registry: &mut Registry,
+    request: Request,
+) -> Result<Option<Pending>> {
+    macro_rules! answer {
+        ($reply:expr, $result:expr) => {
+            match $result {
+                Ok(value) => Some(pending($reply, value)),
+                Err(e) if e.is_input() => {
+                    let _ = $reply.send(Err(e));
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+    }
+    Ok(match request {
+        Request::Publish(events, reply) => answer!(reply, txn.publish(registry, events)),
+        Request::Commit(outcomes, reply) => answer!(reply, txn.commit(registry, outcomes)),
+        Request::Subscribe(sub, reply) => answer!(reply, txn.subscribe(registry, sub)),
+        Request::SetPaused(handler, paused, reply) => {
+            answer!(reply, txn.set_paused(registry, &handler, paused))
+        }
+        Request::Replay(handler, which, reply) => {
+            answer!(reply, txn.replay(registry, &handler, which))
+        }
+        Request::Discard(handler, which, reply) => {
+            answer!(reply, txn.discard(registry, &handler, which))
+        }
+        Request::Remove(handler, reply) => answer!(reply, txn.remove(registry, &handler)),
+        Request::Leased(handler, seqs) => {
+            txn.record_leases(registry, &handler, &seqs);
+            None
+        }
+        Request::Retention(reply) => answer!(reply, txn.retention(registry)),
+        Request::Flush(reply) => Some(pending(reply, ())),
+        Request::Close(reply) => reply.map(|reply| pending(reply, ())),
+    })
+}
+
+/// The failure answer for a request that never got built.
+fn pending_for(request: Request) -> Pending {
+    fn fail<T: Send + 'static>(reply: Reply<T>) -> Pending {
+        Box::new(move |failure: Option<&str>| {
+            let _ = reply.send(Err(Error::Failed {
+                reason: failure
+                    .unwrap_or("an earlier request in its group failed")
+                    .to_owned(),
+            }));
+        })
+    }
+    match request {
+        Request::Publish(_, reply) => fail(reply),
+        Request::Commit(_, reply) => fail(reply),
+        Request::Subscribe(_, reply)
+        | Request::SetPaused(_, _, reply)
+        | Request::Remove(_, reply)
+        | Request::Flush(reply) => fail(reply),
+        Request::Replay(_, _, reply)
+        | Request::Discard(_, _, reply)
+        | Request::Retention(reply) => fail(reply),
+        Request::Close(Some(reply)) => fail(reply),
+        Request::Close(None) | Request::Leased(..) => Box::new(|_| {}),
+    }
+}

@@ -1,0 +1,229 @@
+//! Crash safety: a child process publishes and commits outcomes in a loop and is killed
+//! with SIGKILL at random points, many times, on the same store. After every kill the
+//! store is reopened and checked: every publish that returned is there, every outcome is
+//! complete (ack, both its publishes, both its state writes) or absent, and no queue has
+//! lost or resurrected an event.
+//!
+//! The child is this test binary again, running `crash_child` with the store's directory
+//! in [`CHILD_ENV`]; it reports what returned on stdout, one line per fact.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use choreo_broker::{
+    Broker, Committed, Config, EventQuery, Outcome, RetryPolicy, SledBroker, StateWrite,
+};
+use choreo_core::EventId;
+use rand::Rng;
+
+use crate::{event, handler, keyed, subscription};
+
+const CHILD_ENV: &str = "CHOREO_BROKER_CRASH_CHILD";
+const KILLS: usize = 16;
+
+fn report(line: String) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "@@ {line}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The child's loop: runs only when started by the crash test.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let broker = SledBroker::open(Config::new(dir)).unwrap();
+        let mut worker = subscription("worker", &["in.>"]);
+        worker.retry = RetryPolicy {
+            max_attempts: 1000,
+            ..RetryPolicy::default()
+        };
+        worker.retry.initial_backoff = Duration::from_millis(5);
+        broker.subscribe(worker).await.unwrap();
+        broker
+            .subscribe(subscription("audit", &[">"]))
+            .await
+            .unwrap();
+        let mut rng = rand::rng();
+        loop {
+            let batch: Vec<_> = (0..rng.random_range(1..5))
+                .map(|_| keyed("in.order", &format!("k{}", rng.random_range(0..3))))
+                .collect();
+            for p in broker.publish(batch).await.unwrap() {
+                report(format!("P {} {}", p.seq, p.id));
+            }
+            let deliveries = broker
+                .lease(
+                    &handler("worker"),
+                    4,
+                    Duration::from_millis(50),
+                    Duration::ZERO,
+                )
+                .await
+                .unwrap();
+            let mut outcomes = Vec::new();
+            for d in &deliveries {
+                let seq = d.event.seq;
+                outcomes.push(if rng.random_bool(0.1) {
+                    Outcome::retry(d.token.clone(), "flaky")
+                } else {
+                    let out = |suffix: &str| {
+                        let mut e = event("out.order");
+                        e.id = EventId::new(format!("o-{seq}-{suffix}")).unwrap();
+                        e
+                    };
+                    let write = |suffix: &str| StateWrite {
+                        key: format!("s/{seq}/{suffix}").into_bytes(),
+                        value: Some(seq.to_string().into_bytes()),
+                    };
+                    Outcome::ack(
+                        d.token.clone(),
+                        vec![out("a"), out("b")],
+                        vec![write("a"), write("b")],
+                    )
+                });
+            }
+            let committed = broker.commit(outcomes).await.unwrap();
+            for (d, c) in deliveries.iter().zip(committed) {
+                if let Committed::Acked { .. } = c {
+                    report(format!("C {}", d.event.seq));
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn committed_work_survives_sigkill_at_random_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut published: BTreeMap<u64, String> = BTreeMap::new();
+    let mut acked: BTreeSet<u64> = BTreeSet::new();
+    let mut rng = rand::rng();
+    for round in 0..KILLS {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "crash::crash_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| line.strip_prefix("@@ ").map(str::to_owned))
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(rng.random_range(30..300)));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        let lines = reader.join().unwrap();
+        if status.success() || lines.is_empty() && round == 0 {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            assert!(!status.success(), "the child exited by itself: {err}");
+        }
+        for line in lines {
+            let mut parts = line.split(' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("P"), Some(seq), Some(id)) => {
+                    published.insert(seq.parse().unwrap(), id.to_owned());
+                }
+                (Some("C"), Some(seq), None) => {
+                    acked.insert(seq.parse().unwrap());
+                }
+                _ => panic!("unexpected child line {line:?}"),
+            }
+        }
+        check(dir.path(), &published, &acked);
+    }
+    assert!(
+        acked.len() > KILLS,
+        "the child made progress: {} acks",
+        acked.len()
+    );
+}
+
+/// Reopens the store and checks every invariant.
+fn check(path: &std::path::Path, published: &BTreeMap<u64, String>, acked: &BTreeSet<u64>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let broker = SledBroker::open(Config::new(path)).unwrap();
+        let mut log = Vec::new();
+        let mut from_seq = 0;
+        loop {
+            let page = broker
+                .read_events(EventQuery {
+                    from_seq,
+                    pattern: None,
+                    limit: 1000,
+                })
+                .await
+                .unwrap();
+            if page.events.is_empty() {
+                break;
+            }
+            from_seq = page.next_seq;
+            log.extend(page.events);
+        }
+        let by_seq: BTreeMap<u64, String> = log
+            .iter()
+            .map(|e| (e.seq, e.event.id.to_string()))
+            .collect();
+        for (seq, id) in published {
+            assert_eq!(by_seq.get(seq), Some(id), "published seq {seq} was lost");
+        }
+        let worker = handler("worker");
+        let mut unacked = 0;
+        for e in log.iter().filter(|e| e.event.topic.as_str() == "in.order") {
+            let seq = e.seq;
+            let out_a = by_seq.values().any(|id| *id == format!("o-{seq}-a"));
+            let out_b = by_seq.values().any(|id| *id == format!("o-{seq}-b"));
+            let state_a = broker
+                .state_get(&worker, format!("s/{seq}/a").as_bytes())
+                .await
+                .unwrap();
+            let state_b = broker
+                .state_get(&worker, format!("s/{seq}/b").as_bytes())
+                .await
+                .unwrap();
+            let parts = [out_a, out_b, state_a.is_some(), state_b.is_some()];
+            assert!(
+                parts.iter().all(|p| *p) || parts.iter().all(|p| !*p),
+                "outcome for seq {seq} is partial: {parts:?}"
+            );
+            if acked.contains(&seq) {
+                assert!(out_a, "acked seq {seq} lost its outcome");
+            }
+            if !out_a {
+                unacked += 1;
+            }
+        }
+        let worker_stats = broker.stats(&worker).await.unwrap();
+        assert_eq!(
+            worker_stats.queue_depth, unacked,
+            "worker queue = events not yet acked"
+        );
+        let audit = broker.stats(&handler("audit")).await.unwrap();
+        assert_eq!(
+            audit.queue_depth,
+            log.len(),
+            "audit holds every event ever published"
+        );
+        broker.close().await.unwrap();
+    });
+}
