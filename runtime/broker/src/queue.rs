@@ -125,10 +125,10 @@ impl HandlerQueue {
             queue.busy -= 1;
         }
         queue.seqs.remove(&seq);
-        if self.heads.remove(&seq) {
-            if let Some(&next) = queue.seqs.first() {
-                self.heads.insert(next);
-            }
+        if self.heads.remove(&seq)
+            && let Some(&next) = queue.seqs.first()
+        {
+            self.heads.insert(next);
         }
         if queue.seqs.is_empty() {
             self.keys.remove(&entry.key);

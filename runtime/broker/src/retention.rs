@@ -41,10 +41,10 @@ impl crate::txn::Group<'_> {
                 continue;
             }
             let id_key = records::id_key(&stored.event.id, &stored.event.source);
-            if let Some(bytes) = get(self.tree, &id_key, "reading the id index")? {
-                if decode::<IdRecord>(&bytes, "id index entry")?.seq == seq {
-                    self.batch.remove(id_key);
-                }
+            if let Some(bytes) = get(self.tree, &id_key, "reading the id index")?
+                && decode::<IdRecord>(&bytes, "id index entry")?.seq == seq
+            {
+                self.batch.remove(id_key);
             }
             self.batch.remove(key);
             self.log_bytes = self.log_bytes.saturating_sub(value.len() as u64);

@@ -148,6 +148,11 @@ fn committed_work_survives_sigkill_at_random_points() {
         }
         check(dir.path(), &published, &acked);
     }
+    eprintln!(
+        "{KILLS} kills: {} publishes and {} acks reported by the child, all accounted for",
+        published.len(),
+        acked.len()
+    );
     assert!(
         acked.len() > KILLS,
         "the child made progress: {} acks",

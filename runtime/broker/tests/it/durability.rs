@@ -69,6 +69,7 @@ fn strict_mode_fdatasyncs_before_every_acknowledgement() {
         return;
     };
     let buffered = fdatasyncs("buffered").expect("strace ran once already");
+    eprintln!("fdatasync calls for {PUBLISHES} publishes: strict {strict}, buffered {buffered}");
     // Sequential publishes each form their own group, so each needs its own sync.
     assert!(
         strict >= PUBLISHES,

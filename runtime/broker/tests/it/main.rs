@@ -4,6 +4,9 @@
 //! involve time run on tokio's paused clock, which the broker's [`Clock`] follows, so
 //! backoffs and lease expiries are exact and nothing sleeps for real.
 
+// `allow-unwrap-in-tests` covers `#[test]` functions only; the helpers here are test code too.
+#![allow(clippy::unwrap_used)]
+
 mod crash;
 mod delivery;
 mod durability;
@@ -67,7 +70,10 @@ pub struct Store {
     pub broker: Arc<SledBroker>,
 }
 
+// A fresh temp dir per call: not a value a `Default` should hide.
+#[allow(clippy::new_without_default)]
 impl Store {
+    /// A store with the default configuration.
     pub fn new() -> Self {
         Store::with(|_| {})
     }
