@@ -16,7 +16,7 @@
 //! | [`ENRICHER`] | `enricher` | `orders.created` → validated `orders.enriched` with totals |
 //! | [`COUNTER`] | `counter` | counts `orders.>` per topic in state; query `/counts[/<topic>]` |
 //! | [`ROUTER`] | `router` | `orders.enriched` → `orders.routed.<region>` (+ review if high value) |
-//! | [`HOSTILE`] | `hostile` | misbehaves by topic: `hostile.loop`, `.memory`, `.recursion`, `.trap`, `.undeclared`, `.oversized`, `.flood`, `.noisy`, `.ok`, `.reply`, `.state`, `.retry`, `.reject` |
+//! | [`HOSTILE`] | `hostile` | misbehaves by topic: `hostile.loop`, `.memory`, `.recursion`, `.shadow-stack`, `.trap`, `.undeclared`, `.oversized`, `.flood`, `.noisy`, `.ok`, `.reply`, `.state`, `.retry`, `.reject` |
 //! | [`ECHO`] | `echo` | `bench.>` → one publish on `bench.out.echo`; query returns the state under the path |
 //! | [`BAD_NAME`] | `bad-name` | `describe` returns the invalid name `Not A Name` |
 //! | [`BAD_PATTERN`] | `bad-pattern` | subscribes `orders..created` |
