@@ -113,22 +113,19 @@ fn run() -> Result<(), String> {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
     check_target_installed(&rustc)?;
 
-    let mut command = Command::new(&cargo);
-    command
-        .current_dir(&workspace)
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .args(["--target", TARGET, "--profile", PROFILE])
-        .arg("--target-dir")
-        .arg(&target_dir);
+    let mut args: Vec<String> = vec!["build".into(), "--manifest-path".into()];
+    args.push(path_str(&workspace.join("Cargo.toml"))?.to_owned());
+    args.extend(["--target", TARGET, "--profile", PROFILE, "--target-dir"].map(String::from));
+    args.push(path_str(&target_dir)?.to_owned());
     // The outer jobserver is scrubbed, so bound the nested build by the outer job count.
     if let Ok(jobs) = env::var("NUM_JOBS") {
-        command.args(["--jobs", &jobs]);
+        args.extend(["--jobs".to_owned(), jobs]);
     }
     for (_, package, _) in GUESTS {
-        command.args(["-p", package]);
+        args.extend(["-p".to_owned(), (*package).to_owned()]);
     }
+    let mut command = Command::new(&cargo);
+    command.current_dir(&workspace).args(&args);
     for (key, _) in env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if SCRUB.contains(&key) || SCRUB_PREFIXES.iter().any(|p| key.starts_with(p)) {
@@ -141,8 +138,9 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot run `{cargo}` to build the guest components: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "building the guest components failed ({}): {command:?}\n{}",
+            "building the guest components failed ({}): {cargo} {}\n{}",
             output.status,
+            args.join(" "),
             String::from_utf8_lossy(&output.stderr)
         ));
     }
@@ -192,6 +190,11 @@ fn check_target_installed(rustc: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn path_str(path: &Path) -> Result<&str, String> {
+    path.to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", path.display()))
 }
 
 fn var(name: &str) -> Result<String, String> {

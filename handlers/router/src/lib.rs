@@ -2,7 +2,8 @@
 //!
 //! Consumes `orders.enriched` and republishes each order, unchanged and keyed by its id, to
 //! `orders.routed.<region>`, and also to `orders.review.high-value` when `total_cents` is at
-//! least [`HIGH_VALUE_CENTS`]. The region becomes a topic token by [`region_token`]. An event
+//! least 100000 (`HIGH_VALUE_CENTS`). The region becomes a topic token by `region_token`
+//! (lower-cased; anything but ASCII letters, digits, `-` and `_` becomes `-`). An event
 //! without a string `region` and an integer `total_cents` is rejected. Keeps no state.
 
 use choreo_sdk::{Error, Event, Handler, Info, Outgoing, publish};
