@@ -1,0 +1,70 @@
+//! The `choreo` binary: parses the command line, installs the log subscriber, runs one
+//! command, and turns its error into one printed chain of causes and an exit code.
+//!
+//! Layout:
+//! - `config`: `choreo serve`'s settings from flags, `CHOREO_*` variables and a config file.
+//! - `client`: the small HTTP client the client commands share.
+//! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `deploy`).
+
+mod client;
+mod commands;
+mod config;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// choreo: a serverless runtime for event handlers written as WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "choreo", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run choreo: the broker, the handlers in the deploy folder, and the HTTP API.
+    Serve(commands::serve::Args),
+    /// Publish one event over HTTP.
+    Publish(commands::publish::Args),
+    /// List the handlers of a running choreo.
+    Handlers(commands::handlers::Args),
+    /// Validate a component locally, then copy it into the deploy folder atomically.
+    Deploy(commands::deploy::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Publish(args) => commands::publish::run(args).await,
+            Command::Handlers(args) => commands::handlers::run(args).await,
+            Command::Deploy(args) => commands::deploy::run(args).await,
+        }
+    });
+    // Background tasks (the deploy watcher, connections) are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line per cause, printed once.
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

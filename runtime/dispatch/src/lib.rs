@@ -1,0 +1,235 @@
+//! choreo's dispatch loop: for each deployed handler, workers lease deliveries from the
+//! broker, run them on the host in a fresh instance, and commit each outcome through the
+//! broker's outbox (ack with the handler's publishes and state writes, retry, or
+//! dead-letter) in one atomic step.
+//!
+//! The [`Dispatcher`] owns one worker per deployed handler. Deploying subscribes the
+//! handler in the broker and starts (or updates) its worker; redeploying swaps the
+//! version new deliveries use while in-flight ones finish on the old; undeploying pauses
+//! the handler in the broker (its queue is kept) and stops its worker once in-flight
+//! deliveries are done. A slow or failing handler only occupies its own worker.
+//!
+//! Layout:
+//! - `worker`: one handler's lease / run / commit loop.
+//! - `state`: [`BrokerState`], the host's state reader over the broker.
+//! - `stats`: per-handler counters for the API and metrics.
+
+mod state;
+mod stats;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use choreo_broker::{Broker, RetryPolicy, StartPosition, Subscription};
+use choreo_core::HandlerName;
+use choreo_host::LoadedHandler;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+pub use state::BrokerState;
+pub use stats::{CountersSnapshot, HandlerCounters, LastError};
+
+use crate::worker::WorkerShared;
+
+/// Why the dispatcher could not deploy or undeploy a handler.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The broker refused the subscription change.
+    #[error("handler `{handler}`: the broker refused to {action}")]
+    Broker {
+        /// The handler.
+        handler: HandlerName,
+        /// What was attempted.
+        action: &'static str,
+        /// The broker's error.
+        #[source]
+        source: choreo_broker::Error,
+    },
+}
+
+/// How a handler is to be dispatched: from its manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchPlan {
+    /// Deliveries in flight at once (1 = strict order; more = ordered per key).
+    pub concurrency: usize,
+    /// Where a new subscription starts.
+    pub start: StartPosition,
+    /// Retries and backoff.
+    pub retry: RetryPolicy,
+}
+
+impl Default for DispatchPlan {
+    fn default() -> Self {
+        DispatchPlan {
+            concurrency: 1,
+            start: StartPosition::Next,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+struct Worker {
+    shared: Arc<WorkerShared>,
+    concurrency: usize,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Runs every deployed handler's deliveries.
+pub struct Dispatcher {
+    broker: Arc<dyn Broker>,
+    workers: Mutex<HashMap<HandlerName, Worker>>,
+    counters: RwLock<HashMap<HandlerName, Arc<HandlerCounters>>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher with no handlers, over `broker`.
+    pub fn new(broker: Arc<dyn Broker>) -> Self {
+        Dispatcher {
+            broker,
+            workers: Mutex::new(HashMap::new()),
+            counters: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Subscribes `handler` and delivers to it: starts its worker, or, for a handler
+    /// already running with the same concurrency, swaps the version in place.
+    pub async fn deploy(&self, handler: LoadedHandler, plan: DispatchPlan) -> Result<(), Error> {
+        let info = handler.info();
+        let name = info.name.clone();
+        let subscription = Subscription {
+            handler: name.clone(),
+            patterns: info.subscriptions.clone(),
+            start: plan.start,
+            retry: plan.retry,
+            concurrency: plan.concurrency,
+        };
+        let broker_error = |action| {
+            let handler = name.clone();
+            move |source| Error::Broker {
+                handler,
+                action,
+                source,
+            }
+        };
+        self.broker
+            .subscribe(subscription)
+            .await
+            .map_err(broker_error("subscribe"))?;
+        self.broker
+            .resume(&name)
+            .await
+            .map_err(broker_error("resume delivery"))?;
+
+        let mut workers = self.workers.lock().await;
+        if let Some(worker) = workers.get(&name)
+            && worker.concurrency == plan.concurrency
+            && !worker.task.is_finished()
+        {
+            *worker
+                .shared
+                .current
+                .write()
+                .expect("handler lock is never poisoned") = handler;
+            return Ok(());
+        }
+        if let Some(old) = workers.remove(&name) {
+            // The old worker finishes its in-flight deliveries on the old version while
+            // the new one starts; the broker keeps per-key order across both.
+            let _ = old.stop.send(true);
+        }
+        let counters = self.counters_for(&name);
+        let shared = Arc::new(WorkerShared {
+            name: name.clone(),
+            current: RwLock::new(handler),
+            counters,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(worker::run(
+            self.broker.clone(),
+            shared.clone(),
+            plan.concurrency,
+            stopped,
+        ));
+        workers.insert(
+            name,
+            Worker {
+                shared,
+                concurrency: plan.concurrency,
+                stop,
+                task,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops delivering to `name` and pauses it in the broker; its queue is kept, so a
+    /// later deploy resumes where it stopped. Waits for in-flight deliveries.
+    pub async fn undeploy(&self, name: &HandlerName) -> Result<(), Error> {
+        self.broker
+            .pause(name)
+            .await
+            .map_err(|source| Error::Broker {
+                handler: name.clone(),
+                action: "pause delivery",
+                source,
+            })?;
+        let worker = self.workers.lock().await.remove(name);
+        if let Some(worker) = worker {
+            let _ = worker.stop.send(true);
+            let _ = worker.task.await;
+        }
+        Ok(())
+    }
+
+    /// The names of the handlers being delivered to.
+    pub async fn running(&self) -> Vec<HandlerName> {
+        let mut names: Vec<_> = self.workers.lock().await.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Counters of a handler (kept across redeploys), if it was ever deployed.
+    pub fn counters(&self, name: &HandlerName) -> Option<CountersSnapshot> {
+        self.counters
+            .read()
+            .expect("counters lock is never poisoned")
+            .get(name)
+            .map(|c| c.snapshot())
+    }
+
+    /// Stops leasing for every handler and waits up to `grace` for in-flight deliveries
+    /// to finish and commit. Returns false if some were still running at the deadline
+    /// (their leases expire and they are delivered again after a restart).
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        let workers: Vec<Worker> = self.workers.lock().await.drain().map(|(_, w)| w).collect();
+        for worker in &workers {
+            let _ = worker.stop.send(true);
+        }
+        let all = async {
+            for worker in workers {
+                let _ = worker.task.await;
+            }
+        };
+        tokio::time::timeout(grace, all).await.is_ok()
+    }
+
+    fn counters_for(&self, name: &HandlerName) -> Arc<HandlerCounters> {
+        self.counters
+            .write()
+            .expect("counters lock is never poisoned")
+            .entry(name.clone())
+            .or_default()
+            .clone()
+    }
+}

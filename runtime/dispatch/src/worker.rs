@@ -1,0 +1,182 @@
+//! One handler's worker: lease deliveries while slots are free, run each on the host,
+//! commit its outcome.
+//!
+//! Concurrency is a semaphore of `concurrency` slots: the worker leases only as many
+//! deliveries as it has free slots, so the broker's per-key ordering (one in-flight
+//! delivery per key) and the handler's concurrency both hold. A lease call is never
+//! cancelled (a cancelled lease would strand deliveries until their lease expired):
+//! the worker long-polls in short rounds and checks for a stop between them.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use choreo_broker::{Broker, Committed, Delivery, Outcome, StateWrite};
+use choreo_core::HandlerName;
+use choreo_host::LoadedHandler;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::state::BrokerState;
+use crate::stats::HandlerCounters;
+
+/// How long one lease call waits for a delivery before the worker checks whether it
+/// should stop: short enough for a prompt undeploy or shutdown, long enough that an
+/// idle handler costs nothing.
+pub(crate) const LEASE_WAIT: Duration = Duration::from_millis(250);
+
+/// Extra lease time beyond the handler's deadline, covering the commit after the call.
+/// A lease that runs out is redelivered, so it must outlast a call that hits its deadline.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Pause after the broker fails a lease, so a broken store is not hammered.
+const LEASE_ERROR_PAUSE: Duration = Duration::from_millis(500);
+
+/// Shared between a worker and the dispatcher that owns it.
+#[derive(Debug)]
+pub(crate) struct WorkerShared {
+    pub(crate) name: HandlerName,
+    /// The version new deliveries run on; swapped on redeploy. A delivery clones it when
+    /// it starts, so in-flight deliveries finish on the version they started with.
+    pub(crate) current: RwLock<LoadedHandler>,
+    pub(crate) counters: Arc<HandlerCounters>,
+}
+
+pub(crate) async fn run(
+    broker: Arc<dyn Broker>,
+    shared: Arc<WorkerShared>,
+    concurrency: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut in_flight = JoinSet::new();
+    let state = Arc::new(BrokerState::new(broker.clone(), shared.name.clone()));
+    loop {
+        // Reap finished deliveries so the set does not grow.
+        while in_flight.try_join_next().is_some() {}
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
+        if *stop.borrow() {
+            break;
+        }
+        let mut permits = vec![first];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        let lease_for = shared
+            .current
+            .read()
+            .expect("handler lock is never poisoned")
+            .limits()
+            .deadline
+            + LEASE_MARGIN;
+        let deliveries = match broker
+            .lease(&shared.name, permits.len(), lease_for, LEASE_WAIT)
+            .await
+        {
+            Ok(deliveries) => deliveries,
+            Err(err) => {
+                tracing::error!(handler = %shared.name, error = %err, "leasing deliveries failed");
+                tokio::time::sleep(LEASE_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        for delivery in deliveries {
+            let permit = permits
+                .pop()
+                .expect("the broker leases at most `max` deliveries");
+            let handler = shared
+                .current
+                .read()
+                .expect("handler lock is never poisoned")
+                .clone();
+            let span = tracing::debug_span!(
+                "dispatch.delivery",
+                handler = %shared.name,
+                event_id = %delivery.event.event.id,
+                seq = delivery.event.seq,
+                attempt = delivery.attempt,
+            );
+            let broker = broker.clone();
+            let counters = shared.counters.clone();
+            let state = state.clone();
+            in_flight.spawn(
+                async move {
+                    deliver(&*broker, &handler, delivery, state, &counters).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+    // Stopping: no new leases; deliveries in flight finish and commit.
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// Runs one delivery and commits its outcome.
+async fn deliver(
+    broker: &dyn Broker,
+    handler: &LoadedHandler,
+    delivery: Delivery,
+    state: Arc<BrokerState>,
+    counters: &HandlerCounters,
+) {
+    let outcome = handler
+        .handle(&delivery.event, delivery.attempt, state)
+        .await;
+    let micros = u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX);
+    let token = delivery.token;
+    let (commit, failure) = match outcome.result {
+        Ok(()) => {
+            let writes = outcome
+                .state_writes
+                .into_iter()
+                .map(|write| StateWrite {
+                    key: write.key.into_bytes(),
+                    value: write.value,
+                })
+                .collect();
+            (Outcome::ack(token, outcome.publishes, writes), None)
+        }
+        Err(err) if err.failure.is_retryable() => {
+            (Outcome::retry(token, err.to_string()), Some(err))
+        }
+        Err(err) => (Outcome::dead_letter(token, err.to_string()), Some(err)),
+    };
+    let result = match broker.commit(vec![commit]).await {
+        Ok(mut results) => results.pop(),
+        Err(err) => {
+            // Nothing was committed; the lease expires and the event is delivered again.
+            tracing::error!(error = %err, "committing a delivery outcome failed");
+            return;
+        }
+    };
+    let trap = failure.as_ref().and_then(|err| err.failure.trap_kind());
+    let message = failure
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    match result {
+        Some(Committed::Acked { .. }) => counters.acked(micros),
+        Some(Committed::Retrying {
+            attempt,
+            not_before,
+        }) => {
+            tracing::warn!(error = %message, attempt, %not_before, "delivery failed; it will be retried");
+            counters.failed(false, trap, message);
+        }
+        Some(Committed::DeadLettered { dead_letter }) => {
+            tracing::warn!(error = %message, dead_letter_seq = dead_letter.seq, "delivery dead-lettered");
+            counters.failed(true, trap, message);
+        }
+        Some(Committed::LeaseLost) => {
+            counters.lease_lost();
+            tracing::warn!(
+                "the lease expired before the outcome was committed; the event is redelivered"
+            );
+        }
+        None => tracing::error!("the broker returned no result for a committed outcome"),
+    }
+}

@@ -1,0 +1,121 @@
+//! `GET /v1/handlers`: every handler choreo knows — deployed ones with their version,
+//! subscriptions and publish patterns, and ones whose component was removed but whose
+//! queue is kept — with queue depth, delivery counters and last error; plus the deploy
+//! problems (files that failed to load).
+
+use std::collections::BTreeMap;
+
+use http::StatusCode;
+use serde::Serialize;
+
+use choreo_core::Timestamp;
+
+use crate::AppState;
+use crate::publish::broker_problem;
+use crate::routes::{Reply, json};
+
+#[derive(Serialize)]
+struct Listing {
+    handlers: Vec<HandlerView>,
+    problems: Vec<ProblemView>,
+}
+
+#[derive(Serialize)]
+struct HandlerView {
+    name: String,
+    /// `running`, `paused` (deployed, delivery paused) or `stopped` (no component; queue kept).
+    status: &'static str,
+    version: Option<String>,
+    description: Option<String>,
+    subscriptions: Vec<String>,
+    publishes: Vec<String>,
+    file: Option<String>,
+    content_hash: Option<String>,
+    deployed_at: Option<Timestamp>,
+    queue_depth: usize,
+    in_flight: usize,
+    dead_letters: usize,
+    acked: u64,
+    retried: u64,
+    dead_lettered: u64,
+    traps: BTreeMap<&'static str, u64>,
+    last_error: Option<String>,
+    last_error_at: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+struct ProblemView {
+    file: String,
+    message: String,
+    at: Timestamp,
+}
+
+pub(crate) async fn list(state: &AppState) -> Reply {
+    let stats = match state.broker.handlers().await {
+        Ok(stats) => stats,
+        Err(err) => return broker_problem(err),
+    };
+    let mut views: BTreeMap<String, HandlerView> = BTreeMap::new();
+    for stat in stats {
+        let counters = state.dispatcher.counters(&stat.handler).unwrap_or_default();
+        let (last_error, last_error_at) = match counters.last_error {
+            Some(last) => (Some(last.message), Some(last.at)),
+            None => (stat.last_error.clone(), None),
+        };
+        views.insert(
+            stat.handler.to_string(),
+            HandlerView {
+                name: stat.handler.to_string(),
+                status: if stat.paused { "stopped" } else { "running" },
+                version: None,
+                description: None,
+                subscriptions: stat.patterns.iter().map(ToString::to_string).collect(),
+                publishes: Vec::new(),
+                file: None,
+                content_hash: None,
+                deployed_at: None,
+                queue_depth: stat.queue_depth,
+                in_flight: stat.in_flight,
+                dead_letters: stat.dead_letters,
+                acked: counters.acked,
+                retried: counters.retried,
+                dead_lettered: counters.dead_lettered,
+                traps: counters.traps,
+                last_error,
+                last_error_at,
+            },
+        );
+    }
+    for deployment in state.registry.list() {
+        let info = deployment.handler.info();
+        let Some(view) = views.get_mut(info.name.as_str()) else {
+            continue;
+        };
+        view.version = Some(info.version.clone());
+        view.description = Some(info.description.clone());
+        view.publishes = info.publishes.iter().map(ToString::to_string).collect();
+        view.file = Some(deployment.file.display().to_string());
+        view.content_hash = Some(deployment.content_hash.clone());
+        view.deployed_at = Some(deployment.deployed_at);
+        if view.status == "stopped" {
+            view.status = "paused";
+        }
+    }
+    let problems = state
+        .registry
+        .problems()
+        .into_iter()
+        .map(|p| ProblemView {
+            file: p.file.display().to_string(),
+            message: p.message,
+            at: p.at,
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &Listing {
+            handlers: views.into_values().collect(),
+            problems,
+        },
+    )
+}

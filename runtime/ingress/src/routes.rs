@@ -1,0 +1,76 @@
+//! Routing requests to resources, and the small resources: health and readiness.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::problem::Problem;
+use crate::{AppState, handlers, publish};
+
+/// A response with a fully buffered body.
+pub type Reply = Response<Full<Bytes>>;
+
+/// Dispatches one request to its resource. Never fails: errors become problem+json.
+pub async fn route(state: &AppState, request: Request<Incoming>) -> Reply {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let reply = match segments.as_slice() {
+        ["healthz"] => only(&method, &path, Method::GET, || text(StatusCode::OK, "ok")),
+        ["readyz"] => only(&method, &path, Method::GET, || {
+            if state.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready")
+            } else {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not-ready",
+                    "components present at startup are still loading",
+                )
+                .into_response()
+            }
+        }),
+        ["v1", "topics", topic] if method == Method::POST => {
+            let topic = (*topic).to_owned();
+            publish::publish_to_topic(state, &topic, request).await
+        }
+        ["v1", "topics", _] => Problem::method_not_allowed(&method, &path, "POST").into_response(),
+        ["v1", "handlers"] if method == Method::GET => handlers::list(state).await,
+        ["v1", "handlers"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        _ => Problem::not_found(&path).into_response(),
+    };
+    tracing::debug!(%method, %path, status = reply.status().as_u16(), "request");
+    reply
+}
+
+fn only(method: &Method, path: &str, allowed: Method, answer: impl FnOnce() -> Reply) -> Reply {
+    if *method == allowed {
+        answer()
+    } else {
+        Problem::method_not_allowed(method, path, allowed.as_str()).into_response()
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Reply {
+    let body = serde_json::to_vec(value).expect("API values always serialise");
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
