@@ -1,5 +1,6 @@
 //! choreo's HTTP ingress (hyper): publishing over HTTP with the CloudEvents binary
-//! binding, the handler catalog, and health and readiness probes. Every error is
+//! binding, browsing the log, handlers' read side, the handler catalog, and health and
+//! readiness probes. Every error is
 //! `application/problem+json` with a message a person can act on.
 //!
 //! It holds no state of its own: [`AppState`] points at the broker (publishing,
@@ -11,13 +12,17 @@
 //! - `routes`: the routing table, health and readiness.
 //! - `publish`: `POST /v1/topics/{topic}`.
 //! - `handlers`: `GET /v1/handlers`.
+//! - `events`: `GET /v1/events`, and events as structured CloudEvents JSON.
+//! - `query`: `GET|POST /v1/query/{handler}/{path}`, the read side.
 //! - `cloudevents`: the binary-mode binding.
 //! - `problem`: problem+json errors.
 
 mod cloudevents;
+mod events;
 mod handlers;
 mod problem;
 mod publish;
+mod query;
 mod routes;
 mod server;
 
@@ -29,6 +34,7 @@ use choreo_deploy::Registry;
 use choreo_dispatch::Dispatcher;
 
 pub use cloudevents::{DEFAULT_SOURCE, SPEC_VERSION};
+pub use events::to_cloudevent;
 pub use problem::Problem;
 pub use server::{SHUTDOWN_GRACE, serve};
 

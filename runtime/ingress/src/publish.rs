@@ -115,7 +115,7 @@ pub(crate) fn broker_problem(err: choreo_broker::Error) -> Reply {
     }
 }
 
-fn percent_decode(text: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(text: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

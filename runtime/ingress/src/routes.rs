@@ -8,7 +8,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::problem::Problem;
-use crate::{AppState, handlers, publish};
+use crate::{AppState, events, handlers, publish, query};
 
 /// A response with a fully buffered body.
 pub type Reply = Response<Full<Bytes>>;
@@ -39,6 +39,16 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Reply {
         ["v1", "topics", _] => Problem::method_not_allowed(&method, &path, "POST").into_response(),
         ["v1", "handlers"] if method == Method::GET => handlers::list(state).await,
         ["v1", "handlers"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "events"] if method == Method::GET => events::list(state, &request).await,
+        ["v1", "events"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "query", handler, rest @ ..] if method == Method::GET || method == Method::POST => {
+            let handler = (*handler).to_owned();
+            let rest = rest.join("/");
+            query::query(state, &handler, &rest, request).await
+        }
+        ["v1", "query", ..] => {
+            Problem::method_not_allowed(&method, &path, "GET or POST").into_response()
+        }
         _ => Problem::not_found(&path).into_response(),
     };
     tracing::debug!(%method, %path, status = reply.status().as_u16(), "request");
@@ -61,6 +71,20 @@ fn text(status: StatusCode, body: &'static str) -> Reply {
         http::HeaderValue::from_static("text/plain"),
     );
     response
+}
+
+/// The query-string parameters, percent-decoded (`+` as space); the last value wins.
+pub fn query_params(query: Option<&str>) -> std::collections::HashMap<String, String> {
+    let mut params = std::collections::HashMap::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            crate::publish::percent_decode(&text.replace('+', " "))
+                .unwrap_or_else(|_| text.to_owned())
+        };
+        params.insert(decode(name), decode(value));
+    }
+    params
 }
 
 /// A JSON response.

@@ -183,8 +183,11 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 fn init_tracing(config: &ServeConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .with_context(|| format!("invalid log filter `{}`", config.log))?;
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal; files and pipes get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => builder.try_init(),
