@@ -22,6 +22,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("ENRICHER", "handler-enricher", "enricher"),
     ("COUNTER", "handler-counter", "counter"),
     ("ROUTER", "handler-router", "router"),
+    ("RELAY", "handler-relay", "relay"),
     ("HOSTILE", "fixture-hostile", "hostile"),
     ("ECHO", "fixture-echo", "echo"),
     ("BAD_NAME", "fixture-bad-name", "bad-name"),

@@ -16,6 +16,7 @@
 //! | [`ENRICHER`] | `enricher` | `orders.created` → validated `orders.enriched` with totals |
 //! | [`COUNTER`] | `counter` | counts `orders.>` per topic in state; query `/counts[/<topic>]` |
 //! | [`ROUTER`] | `router` | `orders.enriched` → `orders.routed.<region>` (+ review if high value) |
+//! | [`RELAY`] | `relay` | republishes what it consumes on another topic, as its manifest's `[config]` says (`relay.in` → `relay.out` by default) |
 //! | [`HOSTILE`] | `hostile` | misbehaves by topic: `hostile.loop`, `.memory`, `.recursion`, `.shadow-stack`, `.trap`, `.undeclared`, `.oversized`, `.flood`, `.noisy`, `.ok`, `.reply`, `.state`, `.retry`, `.reject` |
 //! | [`ECHO`] | `echo` | `bench.>` → one publish on `bench.out.echo`; query returns the state under the path |
 //! | [`BAD_NAME`] | `bad-name` | `describe` returns the invalid name `Not A Name` |
@@ -38,7 +39,7 @@ mod tests {
 
     #[test]
     fn every_guest_is_a_built_component() {
-        assert_eq!(ALL.len(), 9);
+        assert_eq!(ALL.len(), 10);
         for (name, path) in ALL {
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
             assert!(
