@@ -18,14 +18,19 @@
 //! | [`ROUTER`] | `router` | `orders.enriched` → `orders.routed.<region>` (+ review if high value) |
 //! | [`RELAY`] | `relay` | republishes what it consumes on another topic, as its manifest's `[config]` says (`relay.in` → `relay.out` by default) |
 //! | [`HOSTILE`] | `hostile` | misbehaves by topic: `hostile.loop`, `.memory`, `.recursion`, `.shadow-stack`, `.trap`, `.undeclared`, `.oversized`, `.flood`, `.noisy`, `.ok`, `.reply`, `.state`, `.retry`, `.reject` |
-//! | [`ECHO`] | `echo` | `bench.>` → one publish on `bench.out.echo`; query returns the state under the path |
+//! | [`ECHO`] | `echo` | `bench.*` → one publish on `bench.out.echo`; query returns the state under the path |
 //! | [`BAD_NAME`] | `bad-name` | `describe` returns the invalid name `Not A Name` |
 //! | [`BAD_PATTERN`] | `bad-pattern` | subscribes `orders..created` |
 //! | [`DESCRIBE_LOOP`] | `describe-loop` | `describe` never returns |
 //! | [`WRONG_WORLD`] | `wrong-world` | targets another world: exports only `greet: func(name: string) -> string` |
+//! | [`VALIDATOR`] | `validator` | choreography step A: `orders.created` → `orders.validated`, same key |
+//! | [`AUDITOR`] | `auditor` | choreography step B: records `orders.*` per ordering key in state; query `/seen` |
+//! | [`FULFILLER`] | `fulfiller` | choreography step C: `*.validated` → `shipments.planned`, same key |
+//! | [`TAGGER_V1`] | `tagger-v1` | handler `tagger` 1.0.0: `tags.in` → `tags.out.v1`, counts per data in state; query `/seen` |
+//! | [`TAGGER_V2`] | `tagger-v2` | handler `tagger` 2.0.0: the same, publishing on `tags.out.v2` |
 //!
 //! The name in [`ALL`] is the guest's directory name, which is also its handler name where
-//! `describe` returns a valid one. The behaviours are documented in each guest's crate docs.
+//! `describe` returns a valid one, except for the two versions of `tagger`. The behaviours are documented in each guest's crate docs.
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
@@ -39,7 +44,7 @@ mod tests {
 
     #[test]
     fn every_guest_is_a_built_component() {
-        assert_eq!(ALL.len(), 10);
+        assert_eq!(ALL.len(), 15);
         for (name, path) in ALL {
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
             assert!(

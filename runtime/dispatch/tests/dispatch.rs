@@ -1,0 +1,266 @@
+//! The dispatch loop against a real sled broker in a temp dir and real components.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use choreo_broker::{Broker, Config, EventQuery, RetryPolicy, SledBroker};
+use choreo_core::{Event, HandlerName, Pattern, RecordedEvent, Topic};
+use choreo_dispatch::{DispatchPlan, Dispatcher};
+use choreo_host::{HandlerSettings, Host, Limits, LoadedHandler};
+
+struct Rig {
+    broker: Arc<dyn Broker>,
+    dispatcher: Dispatcher,
+    host: Host,
+    _dir: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let broker: Arc<dyn Broker> =
+        Arc::new(SledBroker::open(Config::new(dir.path().join("broker"))).unwrap());
+    Rig {
+        dispatcher: Dispatcher::new(broker.clone()),
+        broker,
+        host: Host::new().unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    async fn load(&self, path: &str, limits: Limits) -> LoadedHandler {
+        let component = self
+            .host
+            .compile(path, &std::fs::read(path).unwrap())
+            .unwrap();
+        self.host
+            .load(
+                path,
+                &component,
+                HandlerSettings {
+                    limits,
+                    config: Default::default(),
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn publish(&self, topic: &str, data: &[u8]) -> Event {
+        let event = Event::new(Topic::new(topic).unwrap(), "test://dispatch", data.to_vec());
+        self.broker.publish(vec![event.clone()]).await.unwrap();
+        event
+    }
+
+    async fn events(&self, pattern: &str) -> Vec<RecordedEvent> {
+        let query = EventQuery {
+            from_seq: 1,
+            pattern: Some(Pattern::new(pattern).unwrap()),
+            limit: 1000,
+        };
+        self.broker.read_events(query).await.unwrap().events
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after a generous deadline.
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn name(text: &str) -> HandlerName {
+    HandlerName::new(text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_deliveries_commit_their_publishes_and_state_writes() {
+    let rig = rig();
+    let hostile = rig
+        .load(choreo_test_guests::HOSTILE, Limits::default())
+        .await;
+    rig.dispatcher
+        .deploy(hostile, DispatchPlan::default())
+        .await
+        .unwrap();
+    let cause = rig.publish("hostile.ok", b"payload").await;
+    rig.publish("hostile.state", b"remembered").await;
+
+    let outputs = eventually("the published output", async || {
+        let outputs = rig.events("hostile.out.ok").await;
+        (!outputs.is_empty()).then_some(outputs)
+    })
+    .await;
+    let output = &outputs[0].event;
+    assert_eq!(output.causation_id.as_ref(), Some(&cause.id));
+    assert_eq!(output.correlation_id, cause.correlation_id);
+    assert_eq!(output.data, b"payload");
+    let stored = eventually("the state write", async || {
+        rig.broker
+            .state_get(&name("hostile"), b"hostile.state")
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(stored, b"remembered");
+    let counters = rig.dispatcher.counters(&name("hostile")).unwrap();
+    assert_eq!(counters.acked, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_deliveries_are_retried_then_dead_lettered() {
+    let rig = rig();
+    let hostile = rig
+        .load(choreo_test_guests::HOSTILE, Limits::default())
+        .await;
+    let retry = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+        jitter: 0.0,
+    };
+    rig.dispatcher
+        .deploy(
+            hostile,
+            DispatchPlan {
+                retry,
+                ..DispatchPlan::default()
+            },
+        )
+        .await
+        .unwrap();
+    let doomed = rig.publish("hostile.trap", b"").await;
+
+    let dead = eventually("the dead-letter", async || {
+        let dead = rig
+            .broker
+            .dead_letters(&name("hostile"), None, 10)
+            .await
+            .unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead[0].event.event.id, doomed.id);
+    assert_eq!(dead[0].attempts, 3);
+    assert!(dead[0].reason.contains("unreachable"), "{}", dead[0].reason);
+    let published = rig.events("$dlq.hostile").await;
+    assert_eq!(
+        published.len(),
+        1,
+        "the dead-letter is published on $dlq.hostile"
+    );
+    let counters = rig.dispatcher.counters(&name("hostile")).unwrap();
+    assert_eq!((counters.retried, counters.dead_lettered), (2, 1));
+    assert_eq!(counters.traps.get("unreachable"), Some(&3));
+    assert!(
+        counters
+            .last_error
+            .unwrap()
+            .message
+            .contains("handler `hostile`")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_event_is_dead_lettered_at_once() {
+    let rig = rig();
+    let hostile = rig
+        .load(choreo_test_guests::HOSTILE, Limits::default())
+        .await;
+    rig.dispatcher
+        .deploy(hostile, DispatchPlan::default())
+        .await
+        .unwrap();
+    rig.publish("hostile.reject", b"").await;
+    let dead = eventually("the dead-letter", async || {
+        let dead = rig
+            .broker
+            .dead_letters(&name("hostile"), None, 10)
+            .await
+            .unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead[0].attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeploy_keeps_the_queue_and_a_redeploy_resumes_it() {
+    let rig = rig();
+    let echo = rig.load(choreo_test_guests::ECHO, Limits::default()).await;
+    rig.dispatcher
+        .deploy(echo.clone(), DispatchPlan::default())
+        .await
+        .unwrap();
+    rig.publish("bench.before", b"1").await;
+    eventually("the first output", async || {
+        (rig.events("bench.out.echo").await.len() == 1).then_some(())
+    })
+    .await;
+
+    rig.dispatcher.undeploy(&name("echo")).await.unwrap();
+    assert!(rig.dispatcher.running().await.is_empty());
+    for i in 0..3 {
+        rig.publish("bench.while-away", format!("{i}").as_bytes())
+            .await;
+    }
+    let stats = rig.broker.stats(&name("echo")).await.unwrap();
+    assert_eq!(
+        stats.queue_depth, 3,
+        "events published while undeployed stay queued"
+    );
+    assert_eq!(rig.events("bench.out.echo").await.len(), 1);
+
+    rig.dispatcher
+        .deploy(echo, DispatchPlan::default())
+        .await
+        .unwrap();
+    eventually("the queued outputs", async || {
+        (rig.events("bench.out.echo").await.len() == 4).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_handler_does_not_hold_up_another() {
+    let rig = rig();
+    let limits = Limits {
+        deadline: Duration::from_secs(20),
+        ..Limits::default()
+    };
+    let hostile = rig.load(choreo_test_guests::HOSTILE, limits).await;
+    let echo = rig.load(choreo_test_guests::ECHO, Limits::default()).await;
+    rig.dispatcher
+        .deploy(hostile, DispatchPlan::default())
+        .await
+        .unwrap();
+    rig.dispatcher
+        .deploy(echo, DispatchPlan::default())
+        .await
+        .unwrap();
+    rig.publish("hostile.loop", b"").await;
+    eventually("hostile to be stuck in its loop", async || {
+        (rig.broker.stats(&name("hostile")).await.unwrap().in_flight == 1).then_some(())
+    })
+    .await;
+    for i in 0..20 {
+        rig.publish("bench.meanwhile", format!("{i}").as_bytes())
+            .await;
+    }
+    eventually("echo's outputs", async || {
+        (rig.events("bench.out.echo").await.len() == 20).then_some(())
+    })
+    .await;
+    assert_eq!(
+        rig.dispatcher.counters(&name("hostile")).unwrap().acked,
+        0,
+        "hostile is still looping"
+    );
+    // Shutting down waits for the loop only as long as the grace period.
+    assert!(!rig.dispatcher.shutdown(Duration::from_millis(100)).await);
+}
