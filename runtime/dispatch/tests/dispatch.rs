@@ -1,5 +1,8 @@
 //! The dispatch loop against a real sled broker in a temp dir and real components.
 
+// Helpers outside #[test] functions panic on failure by design, like the tests.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,9 @@
 //! - `load/compile_echo` and `load/precompiled_echo`: compiling the component from its
 //!   binary, and loading it from a precompiled artifact (the deploy cache path).
 
+// Helpers outside #[test] functions panic on failure by design, like the tests.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,9 @@
 //! The host against real components: the first-party handlers, the hostile guests and
 //! the broken ones, built from source by `choreo-test-guests`.
 
+// Helpers outside #[test] functions panic on failure by design, like the tests.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -161,13 +164,16 @@ fn hostile_limits() -> Limits {
     }
 }
 
+/// Recognises the failure a hostile topic must cause.
+type Expected = fn(&Failure) -> bool;
+
 /// Every hostile behaviour fails its own call with an error naming the handler and the
 /// limit or reason, and the next call, on the same handler and on another, succeeds.
 #[tokio::test]
 async fn hostile_guests_cost_only_their_own_call() {
     let hostile = load_with(guests::HOSTILE, hostile_limits()).await.unwrap();
     let echo = load(guests::ECHO).await;
-    let cases: [(&str, fn(&Failure) -> bool, &str); 7] = [
+    let cases: [(&str, Expected, &str); 8] = [
         (
             "hostile.loop",
             |f| f.trap_kind() == Some(TrapKind::Deadline),
@@ -202,6 +208,12 @@ async fn hostile_guests_cost_only_their_own_call() {
             "hostile.flood",
             |f| matches!(f, Failure::Reject(_)),
             "max_publishes",
+        ),
+        // Overflowing the shadow stack in linear memory ends in an out-of-bounds access.
+        (
+            "hostile.shadow-stack",
+            |f| f.trap_kind() == Some(TrapKind::Other),
+            "out of bounds",
         ),
     ];
     for (topic, expected, words) in cases {
