@@ -29,6 +29,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("BAD_PATTERN", "fixture-bad-pattern", "bad-pattern"),
     ("DESCRIBE_LOOP", "fixture-describe-loop", "describe-loop"),
     ("WRONG_WORLD", "fixture-wrong-world", "wrong-world"),
+    ("VALIDATOR", "fixture-validator", "validator"),
+    ("AUDITOR", "fixture-auditor", "auditor"),
+    ("FULFILLER", "fixture-fulfiller", "fulfiller"),
+    ("TAGGER_V1", "fixture-tagger-v1", "tagger-v1"),
+    ("TAGGER_V2", "fixture-tagger-v2", "tagger-v2"),
 ];
 
 /// Variables the outer cargo sets that must not reach the nested one, by exact name.
