@@ -21,6 +21,7 @@
 //! - `lease`: leasing with a long poll.
 //! - `reads`: log, id, state and dead-letter reads.
 //! - `writer`: the group-commit thread and its requests.
+//! - `durable`: the second stage of the group commit: flush, fdatasync, answer.
 //! - `txn`: building one group (publish with fan-out and dedup, commit, subscribe).
 //! - `dlq`: dead-lettering, replay and discard.
 //! - `retention`: trimming the log; removing a handler.
@@ -33,6 +34,7 @@ mod api;
 mod clock;
 mod config;
 mod dlq;
+mod durable;
 mod error;
 mod lease;
 mod queue;

@@ -1,6 +1,6 @@
 //! [`SledBroker`]: the embedded [`Broker`], on one sled tree.
 //!
-//! Owns the writer thread (all changes, by group commit) and serves reads directly from
+//! Owns the writer thread (all changes, by group commit) and its durability stage and serves reads directly from
 //! the tree. Leasing is in `lease.rs`, reads in `reads.rs`; this file opens the store,
 //! checks input, and forwards changes to the writer.
 
@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::config::{
     MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_CONCURRENCY, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES,
 };
+use crate::durable::Durable;
 use crate::writer::{Reply, Request, Shared, Writer};
 use crate::{
     Action, Broker, Clock, Committed, Config, DeadLetter, Delivery, Durability, Error, EventPage,
@@ -50,15 +51,32 @@ impl SledBroker {
         shared
             .durable_seq
             .store(recovered.meta.last_seq, Ordering::Release);
+        let (to_durable, applied) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let durable = Durable {
+            db: store.db.clone(),
+            syncer,
+            shared: shared.clone(),
+            durability: config.durability,
+            sync_interval: config.sync_interval,
+            done: done_tx,
+        };
+        let durable_thread = std::thread::Builder::new()
+            .name("choreo-broker-sync".into())
+            .spawn(move || durable.run(applied))
+            .map_err(|e| Error::storage("starting the durability thread", e))?;
         let writer = Writer {
             store,
-            syncer,
             shared: shared.clone(),
             clock,
             config: config.clone(),
             next_seq: recovered.meta.last_seq + 1,
             log_bytes: recovered.meta.log_bytes,
             runtime: tokio::runtime::Handle::try_current().ok(),
+            to_durable,
+            done,
+            in_flight: 0,
+            durable_thread: Some(durable_thread),
         };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

@@ -7,7 +7,9 @@
 //!   every group flush ([`Syncer`]), plus any blob file sled wrote (large pages spill into
 //!   `blobs/`, which sled writes without any sync) and the directories holding new files.
 //! - sled's own periodic flusher thread is disabled (`flush_every_ms(None)`): the writer
-//!   flushes after every group, so a second flusher would only add I/O at random times.
+//!   stage (`durable.rs`) flushes after every round of groups, so a second flusher would
+//!   only add I/O at random times (and it would not let buffered mode skip its flushes: see
+//!   `Durable::make_durable`).
 //! - The page cache is bounded by [`crate::Config::cache_bytes`] (sled's default is 1 GiB).
 //! - `Mode::HighThroughput`: the workload is append-heavy and space is reclaimed by
 //!   retention; sled's small-space mode would rewrite segments more eagerly.

@@ -2,12 +2,14 @@
 //!
 //! Every state-changing call becomes a [`Request`] on a channel. The writer takes the
 //! first waiting request, then every request that queued up behind it (up to
-//! [`MAX_GROUP_REQUESTS`]), builds all of them into one `sled::Batch`, applies it, flushes
-//! once, and in strict mode fdatasyncs once; only then does it update the in-memory view
-//! and answer. While one group is being flushed the next one accumulates, so under load
-//! many publishers share each sync: this is what makes strict durability affordable.
+//! [`MAX_GROUP_REQUESTS`]), builds all of them into one `sled::Batch` and applies it,
+//! then hands the group to the durability stage (`durable.rs`), which flushes once (in
+//! strict mode also fdatasyncs once) for every group handed over meanwhile, and only
+//! then updates the in-memory view and answers. While one group is being made durable
+//! the next ones are built, so under load many publishers share each sync: this is
+//! what makes strict durability affordable.
 //!
-//! Decision: a dedicated OS thread rather than a tokio task, because every step here
+//! Decision: dedicated OS threads rather than tokio tasks, because every step here
 //! (sled writes, flushes, fdatasync) blocks. The thread enters the runtime's context so
 //! that [`crate::Clock`] reads the same (possibly paused) tokio clock as the callers.
 //!
@@ -15,22 +17,20 @@
 //! the store, so every later call fails with [`Error::Failed`] until the broker is
 //! reopened, which rebuilds the view from what is durable.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::thread::JoinHandle;
 
 use choreo_core::{Event, HandlerName};
 use tokio::sync::oneshot;
 
 use crate::config::MAX_GROUP_REQUESTS;
+use crate::durable::Applied;
 use crate::registry::Registry;
-use crate::store::{Store, Syncer};
-use crate::txn::{Effect, Group};
-use crate::{
-    Clock, Committed, Config, Durability, Error, Outcome, Published, Result, Selection,
-    Subscription,
-};
+use crate::store::Store;
+use crate::txn::Group;
+use crate::{Clock, Committed, Config, Error, Outcome, Published, Result, Selection, Subscription};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -61,6 +61,23 @@ impl Request {
     fn is_exclusive(&self) -> bool {
         matches!(self, Request::Remove(..) | Request::Retention(..))
     }
+
+    /// Whether building this request reads parts of the in-memory view that lag the
+    /// store while groups sit in the durability stage (queue contents, dead-letter
+    /// counts). Such a request waits until that stage is idle. Publishes, commits and
+    /// lease records do not: a commit only touches entries that were leased, hence
+    /// already in the view, and matching reads the pattern index, which subscribe
+    /// changes at once.
+    fn needs_settled_view(&self) -> bool {
+        !matches!(
+            self,
+            Request::Publish(..)
+                | Request::Commit(..)
+                | Request::Leased(..)
+                | Request::Flush(_)
+                | Request::Close(_)
+        )
+    }
 }
 
 /// State the writer shares with the callers.
@@ -86,7 +103,7 @@ impl Shared {
             .clone()
     }
 
-    fn fail(&self, reason: String) {
+    pub(crate) fn fail(&self, reason: String) {
         let mut failed = self
             .failed
             .lock()
@@ -96,7 +113,7 @@ impl Shared {
 }
 
 /// An answer to send once the group is durable (or has failed).
-type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+pub(crate) type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
 
 fn pending<T: Send + 'static>(reply: Reply<T>, value: T) -> Pending {
     Box::new(move |failure: Option<&str>| {
@@ -113,34 +130,33 @@ fn pending<T: Send + 'static>(reply: Reply<T>, value: T) -> Pending {
 
 pub(crate) struct Writer {
     pub(crate) store: Store,
-    pub(crate) syncer: Syncer,
     pub(crate) shared: Arc<Shared>,
     pub(crate) clock: Clock,
     pub(crate) config: Config,
     pub(crate) next_seq: u64,
     pub(crate) log_bytes: u64,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// The durability stage's inbox.
+    pub(crate) to_durable: Sender<Applied>,
+    /// How many groups the durability stage has answered.
+    pub(crate) done: Receiver<usize>,
+    /// Groups handed to the durability stage and not yet answered.
+    pub(crate) in_flight: usize,
+    pub(crate) durable_thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
         let runtime = self.runtime.clone();
         let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
-        let mut unsynced_since: Option<Instant> = None;
         let mut last_retention = self.clock.now_ms();
         let mut carried: Option<Request> = None;
         loop {
             let first = match carried.take() {
                 Some(request) => request,
-                None => match self.receive(&rx, unsynced_since) {
+                None => match rx.recv() {
                     Ok(request) => request,
-                    Err(RecvTimeoutError::Timeout) => {
-                        // Buffered mode: the sync interval has passed.
-                        self.sync_or_fail();
-                        unsynced_since = None;
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(_) => break,
                 },
             };
             let mut group = vec![first];
@@ -156,16 +172,14 @@ impl Writer {
                     }
                 }
             }
-            let closing = group.iter().any(|r| matches!(r, Request::Close(_)));
-            match self.process(group) {
-                Synced::Yes => unsynced_since = None,
-                Synced::No => {
-                    unsynced_since.get_or_insert_with(Instant::now);
-                }
-                Synced::NothingWritten => {}
+            self.in_flight -= self.done.try_iter().sum::<usize>();
+            if group.iter().any(Request::needs_settled_view) {
+                self.settle();
             }
+            let closing = group.iter().any(|r| matches!(r, Request::Close(_)));
+            self.process(group);
             if closing {
-                return;
+                break;
             }
             let now = self.clock.now_ms();
             if now.saturating_sub(last_retention)
@@ -173,47 +187,42 @@ impl Writer {
             {
                 last_retention = now;
                 let (reply, _) = oneshot::channel();
-                if let Synced::No = self.process(vec![Request::Retention(reply)]) {
-                    unsynced_since.get_or_insert_with(Instant::now);
-                }
+                self.settle();
+                self.process(vec![Request::Retention(reply)]);
             }
         }
-        if unsynced_since.is_some() {
-            self.sync_or_fail();
+        // Closing: the durability stage answers what it holds, syncs if anything is
+        // unsynced, and stops once its inbox is dropped.
+        self.settle();
+        let Writer {
+            to_durable,
+            durable_thread,
+            ..
+        } = self;
+        drop(to_durable);
+        if let Some(thread) = durable_thread {
+            let _ = thread.join();
         }
     }
 
-    fn receive(
-        &self,
-        rx: &Receiver<Request>,
-        unsynced_since: Option<Instant>,
-    ) -> Result<Request, RecvTimeoutError> {
-        match unsynced_since {
-            Some(since) => {
-                let left = self.config.sync_interval.saturating_sub(since.elapsed());
-                rx.recv_timeout(left)
+    /// Waits until the durability stage has answered every group handed to it, so the
+    /// in-memory view reflects everything applied.
+    fn settle(&mut self) {
+        while self.in_flight > 0 {
+            match self.done.recv() {
+                Ok(count) => self.in_flight -= count,
+                Err(_) => break,
             }
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         }
     }
 
-    fn sync_or_fail(&mut self) {
-        if self.shared.failure().is_some() {
-            return;
-        }
-        if let Err(e) = self.syncer.sync() {
-            tracing::error!(error = %e, "broker.sync failed; the broker stops accepting writes");
-            self.shared.fail(e.to_string());
-        }
-    }
-
-    /// Builds, writes and answers one group.
-    fn process(&mut self, group: Vec<Request>) -> Synced {
+    /// Builds and applies one group, and hands it to the durability stage.
+    fn process(&mut self, group: Vec<Request>) {
         if let Some(reason) = self.shared.failure() {
             for request in group {
                 pending_for(request)(Some(&reason));
             }
-            return Synced::NothingWritten;
+            return;
         }
         let mut txn = Group::new(
             &self.store.tree,
@@ -243,26 +252,42 @@ impl Writer {
             }
         }
         let (batch, effects, next_seq, log_bytes) = txn.finish();
-        let written = match fatal {
+        let applied = match fatal {
             Some(e) => Err(e),
             None if !wants_reply => {
                 // Only lease records: they ride along with the next flush.
-                return self.apply_quietly(batch);
+                if let Err(e) = self.store.tree.apply_batch(batch) {
+                    tracing::error!(error = %e, "broker.lease could not record leases");
+                    self.shared.fail(e.to_string());
+                }
+                return;
             }
-            None => self.write(batch, force_sync),
+            None => self
+                .store
+                .tree
+                .apply_batch(batch)
+                .map_err(|e| Error::storage("applying a group commit", e)),
         };
-        match written {
-            Ok(synced) => {
+        match applied {
+            Ok(()) => {
                 self.next_seq = next_seq;
                 self.log_bytes = log_bytes;
-                self.apply(effects);
-                self.shared
-                    .durable_seq
-                    .store(next_seq.saturating_sub(1), Ordering::Release);
-                for answer in answers {
-                    answer(None);
+                let applied = Applied {
+                    answers,
+                    effects,
+                    last_seq: next_seq.saturating_sub(1),
+                    force_sync,
+                };
+                match self.to_durable.send(applied) {
+                    Ok(()) => self.in_flight += 1,
+                    Err(unsent) => {
+                        let reason = "the durability stage has stopped";
+                        self.shared.fail(reason.to_owned());
+                        for answer in unsent.0.answers {
+                            answer(Some(reason));
+                        }
+                    }
                 }
-                synced
             }
             Err(e) => {
                 tracing::error!(error = %e, "broker.commit failed; the broker stops accepting writes");
@@ -271,85 +296,9 @@ impl Writer {
                 for answer in answers {
                     answer(Some(&reason));
                 }
-                Synced::NothingWritten
             }
         }
     }
-
-    fn apply_quietly(&mut self, batch: sled::Batch) -> Synced {
-        if let Err(e) = self.store.tree.apply_batch(batch) {
-            tracing::error!(error = %e, "broker.lease could not record leases");
-            self.shared.fail(e.to_string());
-        }
-        Synced::NothingWritten
-    }
-
-    fn write(&mut self, batch: sled::Batch, force_sync: bool) -> Result<Synced> {
-        self.store
-            .tree
-            .apply_batch(batch)
-            .map_err(|e| Error::storage("applying a group commit", e))?;
-        self.store
-            .db
-            .flush()
-            .map_err(|e| Error::storage("flushing a group commit", e))?;
-        if force_sync || self.config.durability == Durability::Strict {
-            self.syncer.sync()?;
-            Ok(Synced::Yes)
-        } else {
-            Ok(Synced::No)
-        }
-    }
-
-    /// Brings the in-memory view in step with what was just made durable.
-    fn apply(&self, effects: Vec<Effect>) {
-        let mut registry = self.shared.registry();
-        let mut woken: Vec<HandlerName> = Vec::new();
-        for effect in effects {
-            let name = effect.handler().clone();
-            let Some(handler) = registry.handlers.get_mut(&name) else {
-                continue;
-            };
-            match effect {
-                Effect::Enqueue { seq, record, .. } => handler.queue.insert(seq, record),
-                Effect::Settle { seq, .. } => handler.queue.remove(seq),
-                Effect::Retry {
-                    seq,
-                    not_before_ms,
-                    error,
-                    ..
-                } => {
-                    handler.last_error = Some(error.clone());
-                    handler.queue.retry(seq, not_before_ms, error);
-                }
-                Effect::DeadLettered { reason, .. } => {
-                    handler.dead_letters += 1;
-                    handler.last_error = Some(reason);
-                }
-                Effect::DeadLettersRemoved { count, .. } => {
-                    handler.dead_letters = handler.dead_letters.saturating_sub(count);
-                }
-                Effect::Wake { .. } => {}
-            }
-            if woken.last() != Some(&name) {
-                woken.push(name);
-            }
-        }
-        woken.sort();
-        woken.dedup();
-        for name in woken {
-            if let Some(handler) = registry.handlers.get(&name) {
-                handler.notify.notify_waiters();
-            }
-        }
-    }
-}
-
-/// Whether a group ended with everything synced to disk.
-enum Synced {
-    Yes,
-    No,
-    NothingWritten,
 }
 
 /// Adds one request to the group. `Ok(Some)` is the answer to send once durable; an
