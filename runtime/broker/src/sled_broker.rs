@@ -77,6 +77,7 @@ impl SledBroker {
             done,
             in_flight: 0,
             durable_thread: Some(durable_thread),
+            pending_leases: Vec::new(),
         };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

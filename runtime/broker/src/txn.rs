@@ -336,8 +336,9 @@ impl<'a> Group<'a> {
         Ok(())
     }
 
-    /// Persists the current lease of entries just leased, unless a commit already owns
-    /// their record (then its batch decides what is stored).
+    /// Persists the current lease of entries leased since the last group, unless a
+    /// commit already owns their record (then its batch, or an earlier one, decides what
+    /// is stored) or they are gone.
     pub(crate) fn record_leases(&mut self, registry: &Registry, name: &HandlerName, seqs: &[u64]) {
         let Ok(handler) = registry.get(name) else {
             return;
