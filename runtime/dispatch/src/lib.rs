@@ -199,6 +199,22 @@ impl Dispatcher {
         names
     }
 
+    /// The version new deliveries to `name` run on, if it is being delivered to. This,
+    /// not the deploy registry, is what to report as "running": the registry learns of a
+    /// new version before the dispatcher has swapped it in.
+    pub async fn current(&self, name: &HandlerName) -> Option<LoadedHandler> {
+        let workers = self.workers.lock().await;
+        let worker = workers.get(name)?;
+        Some(
+            worker
+                .shared
+                .current
+                .read()
+                .expect("handler lock is never poisoned")
+                .clone(),
+        )
+    }
+
     /// Counters of a handler (kept across redeploys), if it was ever deployed.
     pub fn counters(&self, name: &HandlerName) -> Option<CountersSnapshot> {
         self.counters

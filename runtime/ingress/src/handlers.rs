@@ -23,7 +23,8 @@ struct Listing {
 #[derive(Serialize)]
 struct HandlerView {
     name: String,
-    /// `running`, `paused` (deployed, delivery paused) or `stopped` (no component; queue kept).
+    /// `running`, `loading` (deployed, its worker not started yet), `paused` (deployed,
+    /// delivery paused) or `stopped` (no component; queue kept).
     status: &'static str,
     version: Option<String>,
     description: Option<String>,
@@ -87,16 +88,23 @@ pub(crate) async fn list(state: &AppState) -> Reply {
         );
     }
     for deployment in state.registry.list() {
-        let info = deployment.handler.info();
-        let Some(view) = views.get_mut(info.name.as_str()) else {
+        let name = deployment.name();
+        let Some(view) = views.get_mut(name.as_str()) else {
             continue;
         };
+        // The version deliveries run on comes from the dispatcher: the registry holds a
+        // new version slightly before the dispatcher swaps it in.
+        let running = state.dispatcher.current(name).await;
+        let info = running.as_ref().unwrap_or(&deployment.handler).info();
         view.version = Some(info.version.clone());
         view.description = Some(info.description.clone());
         view.publishes = info.publishes.iter().map(ToString::to_string).collect();
         view.file = Some(deployment.file.display().to_string());
         view.content_hash = Some(deployment.content_hash.clone());
         view.deployed_at = Some(deployment.deployed_at);
+        if running.is_none() && view.status == "running" {
+            view.status = "loading";
+        }
         if view.status == "stopped" {
             view.status = "paused";
         }
