@@ -4,7 +4,7 @@
 //! Layout:
 //! - `config`: `choreo serve`'s settings from flags, `CHOREO_*` variables and a config file.
 //! - `client`: the small HTTP client the client commands share.
-//! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `deploy`).
+//! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `deploy`, `bench`).
 
 mod client;
 mod commands;
@@ -32,6 +32,8 @@ enum Command {
     Handlers(commands::handlers::Args),
     /// Validate a component locally, then copy it into the deploy folder atomically.
     Deploy(commands::deploy::Args),
+    /// Measure a choreo (started here, or --url) and, with --nats, JetStream side by side.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
             Command::Publish(args) => commands::publish::run(args).await,
             Command::Handlers(args) => commands::handlers::run(args).await,
             Command::Deploy(args) => commands::deploy::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
         }
     });
     // Background tasks (the deploy watcher, connections) are not waited for.

@@ -1,5 +1,6 @@
 //! One module per `choreo` command.
 
+pub(crate) mod bench;
 pub(crate) mod deploy;
 pub(crate) mod handlers;
 pub(crate) mod publish;
