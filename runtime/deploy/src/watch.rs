@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -84,7 +84,14 @@ impl Deployer {
                         }
                         Ok(event) => {
                             if is_content_event(&event.kind) {
-                                let due = Instant::now() + debounce;
+                                // A file renamed into the folder is complete (that is how
+                                // `choreo deploy` and careful tools write), so it is loaded at
+                                // once; anything else waits for the writer to go quiet.
+                                let due = if is_rename_into(&event.kind) {
+                                    Instant::now()
+                                } else {
+                                    Instant::now() + debounce
+                                };
                                 for stem in event.paths.iter().filter_map(|p| stem_of(p)) {
                                     pending.insert(stem, due);
                                 }
@@ -125,6 +132,14 @@ impl Deployer {
             }
         }
     }
+}
+
+/// Whether an event is a rename whose destination is in the folder.
+fn is_rename_into(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
 }
 
 /// Whether an event can mean new content or a removal. Opening or reading a file
