@@ -59,13 +59,8 @@ pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
-    pub(crate) handler: Arc<str>,
-    pub(crate) event_id: Option<String>,
-    pub(crate) mode: Mode,
-    pub(crate) limits: Arc<Limits>,
-    pub(crate) config: Arc<BTreeMap<String, String>>,
-    pub(crate) scope: Option<PublishScope>,
-    pub(crate) state: Overlay,
+    /// The call's inputs, as the caller set them up.
+    pub(crate) setup: CallSetup,
     pub(crate) published: Vec<Event>,
     deadline: Instant,
     deadline_hit: bool,
@@ -136,7 +131,7 @@ pub(crate) async fn run<R>(
     data.outputs.1.finish();
     let leftovers = CallLeftovers {
         published: data.published,
-        state: data.state,
+        state: data.setup.state,
         elapsed: started.elapsed(),
     };
     (result, leftovers)
@@ -166,13 +161,7 @@ fn new_store(host: &Host, setup: CallSetup, deadline: Instant) -> Store<CallStat
         wasi,
         table: ResourceTable::new(),
         limiter: Limiter::new(&setup.limits),
-        handler: setup.handler,
-        event_id: setup.event_id,
-        mode: setup.mode,
-        limits: setup.limits,
-        config: setup.config,
-        scope: setup.scope,
-        state: setup.state,
+        setup,
         published: Vec::new(),
         deadline,
         deadline_hit: false,
@@ -206,7 +195,7 @@ fn classify(err: &wasmtime::Error, state: &CallState, deadline: Duration) -> Fai
             detail: format!(
                 "tried to grow its memory to {} MiB, past its limit of {} MiB",
                 desired >> 20,
-                state.limits.max_memory_bytes >> 20
+                state.setup.limits.max_memory_bytes >> 20
             ),
         };
     }

@@ -21,16 +21,16 @@ impl Host for CallState {
 
 impl CallState {
     fn try_publish(&mut self, out: Outgoing) -> Result<String, PublishError> {
-        let Some(scope) = &self.scope else {
+        let Some(scope) = &self.setup.scope else {
             return Err(PublishError::ReadOnly(format!(
                 "publishing is not possible during {}; only handle may publish",
-                self.mode.name()
+                self.setup.mode.name()
             )));
         };
-        if self.published.len() >= self.limits.max_publishes {
+        if self.published.len() >= self.setup.limits.max_publishes {
             return Err(PublishError::TooMany(format!(
                 "this call already published {} events, the handler's limit (max_publishes)",
-                self.limits.max_publishes
+                self.setup.limits.max_publishes
             )));
         }
         let topic =
@@ -64,12 +64,12 @@ impl CallState {
             data: out.data,
             id: id.clone(),
         };
-        if event.size() > self.limits.max_publish_bytes {
+        if event.size() > self.setup.limits.max_publish_bytes {
             return Err(PublishError::TooLarge(format!(
                 "event on `{}` is {} bytes, past the handler's limit of {} (max_publish_bytes)",
                 event.topic,
                 event.size(),
-                self.limits.max_publish_bytes
+                self.setup.limits.max_publish_bytes
             )));
         }
         self.published.push(event);

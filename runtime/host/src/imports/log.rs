@@ -8,13 +8,13 @@ use crate::output::GUEST_LOG_TARGET;
 
 impl Host for CallState {
     async fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let max = self.limits.max_log_line_bytes;
+        let max = self.setup.limits.max_log_line_bytes;
         let text = match message.char_indices().find(|(at, _)| *at >= max) {
             Some((cut, _)) => &message[..cut],
             None => &message,
         };
-        let handler = &*self.handler;
-        let event_id = self.event_id.as_deref();
+        let handler = &*self.setup.handler;
+        let event_id = self.setup.event_id.as_deref();
         match level {
             Level::Trace => tracing::trace!(target: GUEST_LOG_TARGET, handler, event_id, "{text}"),
             Level::Debug => tracing::debug!(target: GUEST_LOG_TARGET, handler, event_id, "{text}"),

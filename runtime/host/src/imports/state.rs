@@ -16,7 +16,7 @@ impl Host for CallState {
         if let Err(err) = check_key(&key) {
             return Ok(Err(err));
         }
-        Ok(Ok(self.state.get(&key).await?))
+        Ok(Ok(self.setup.state.get(&key).await?))
     }
 
     async fn set(
@@ -27,15 +27,15 @@ impl Host for CallState {
         if let Err(err) = self.check_write(&key) {
             return Ok(Err(err));
         }
-        if value.len() > self.limits.max_state_value_bytes {
+        if value.len() > self.setup.limits.max_state_value_bytes {
             return Ok(Err(StateError::TooLarge(format!(
                 "value for `{}` is {} bytes, past the handler's limit of {} (max_state_value_bytes)",
                 short(&key),
                 value.len(),
-                self.limits.max_state_value_bytes
+                self.setup.limits.max_state_value_bytes
             ))));
         }
-        self.state.put(key, Some(value));
+        self.setup.state.put(key, Some(value));
         Ok(Ok(()))
     }
 
@@ -43,7 +43,7 @@ impl Host for CallState {
         if let Err(err) = self.check_write(&key) {
             return Ok(Err(err));
         }
-        self.state.put(key, None);
+        self.setup.state.put(key, None);
         Ok(Ok(()))
     }
 
@@ -55,6 +55,7 @@ impl Host for CallState {
     ) -> wasmtime::Result<Result<Entries, StateError>> {
         let limit = limit.min(MAX_SCAN_ENTRIES) as usize;
         Ok(Ok(self
+            .setup
             .state
             .scan(&prefix, start_after.as_deref(), limit)
             .await?))
@@ -63,17 +64,17 @@ impl Host for CallState {
 
 impl CallState {
     fn check_write(&self, key: &str) -> Result<(), StateError> {
-        if self.mode != Mode::Handle {
+        if self.setup.mode != Mode::Handle {
             return Err(StateError::ReadOnly(format!(
                 "state is read-only during {}; only handle may write",
-                self.mode.name()
+                self.setup.mode.name()
             )));
         }
         check_key(key)?;
-        if self.state.write_count >= self.limits.max_state_writes {
+        if self.setup.state.write_count >= self.setup.limits.max_state_writes {
             return Err(StateError::TooLarge(format!(
                 "this call already made {} state writes, the handler's limit (max_state_writes)",
-                self.limits.max_state_writes
+                self.setup.limits.max_state_writes
             )));
         }
         Ok(())
