@@ -9,7 +9,7 @@ use choreo_core::{Event, EventId, HandlerName, RecordedEvent};
 
 use crate::{
     Committed, DeadLetter, Delivery, Durability, EventPage, EventQuery, HandlerStats, Outcome,
-    Published, Result, Selection, Subscription,
+    Published, Result, Selection, StateView, Subscription,
 };
 
 /// A durable event broker with per-handler queues.
@@ -53,20 +53,27 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// and dead-letters. The result has one entry per outcome, in order.
     async fn commit(&self, outcomes: Vec<Outcome>) -> Result<Vec<Committed>>;
 
-    /// Reads one key of a handler's state.
-    async fn state_get(&self, handler: &HandlerName, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Reads one key of a handler's state as `view` sees it.
+    async fn state_get(
+        &self,
+        handler: &HandlerName,
+        key: &[u8],
+        view: StateView,
+    ) -> Result<Option<Vec<u8>>>;
 
     /// Reads up to `limit` keys of a handler's state that start with `prefix`, in key
-    /// order, after `start_after` when given.
+    /// order, after `start_after` when given, as `view` sees them.
     async fn state_scan(
         &self,
         handler: &HandlerName,
+        view: StateView,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
-    /// Lists a handler's dead-letters in seq order, after `start_after` when given.
+    /// Lists a handler's dead-letters in seq order, after `start_after` when given. Only
+    /// durable dead-letters are listed, like every read outside a delivery.
     async fn dead_letters(
         &self,
         handler: &HandlerName,

@@ -42,6 +42,8 @@ pub(crate) struct Applied {
     pub(crate) effects: Vec<Effect>,
     /// The highest seq assigned so far, including this group's.
     pub(crate) last_seq: u64,
+    /// The group's place in the order of groups (`Shared::groups_applying`).
+    pub(crate) group_number: u64,
     /// A `flush` or `close` is in the group: sync in either mode.
     pub(crate) force_sync: bool,
 }
@@ -102,6 +104,9 @@ impl Durable {
                     self.shared
                         .durable_seq
                         .store(applied.last_seq, Ordering::Release);
+                    self.shared
+                        .groups_durable
+                        .send_replace(applied.group_number);
                 }
                 for answer in applied.answers {
                     answer(failure.as_deref());

@@ -59,6 +59,6 @@ pub use error::{Error, Result};
 pub use sled_broker::SledBroker;
 pub use types::{
     Action, Committed, DEFAULT_CONCURRENCY, DeadLetter, Delivery, DeliveryToken, EventPage,
-    EventQuery, HandlerStats, Outcome, Published, RetryPolicy, Selection, StartPosition,
+    EventQuery, HandlerStats, Outcome, Published, RetryPolicy, Selection, StartPosition, StateView,
     StateWrite, Subscription,
 };

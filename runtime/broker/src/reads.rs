@@ -1,10 +1,16 @@
 //! Reads served straight from the tree: the log, events by id, handler state and
 //! dead-letters. They never go through the writer.
 //!
-//! Log reads stop at the last durable seq, so nobody sees an event that a crash could
-//! still take back. State reads may see the writes of a commit whose flush is in
-//! progress (the commit returns a moment later); a crash then would undo a value a
-//! query has already shown, which `query` (a read model) tolerates.
+//! Nobody outside a delivery sees a write that a crash could still take back. Log
+//! reads stop at the last durable seq. Other records have no seq to stop at, and sled
+//! has no snapshots, so those reads go the other way round: read the tree, then wait
+//! until every group that had started to apply by then is durable ([`once_durable`]).
+//! What was read is then durable, whichever group wrote it. The wait is at most the
+//! flush in progress, and nothing when the writer is idle.
+//!
+//! Reads inside a delivery ([`StateView::Latest`]) skip the wait: see its docs.
+//!
+//! [`once_durable`]: SledBroker::once_durable
 
 use choreo_core::{EventId, HandlerName, RecordedEvent};
 
@@ -12,9 +18,34 @@ use crate::config::{MAX_READ_ROWS, MAX_READ_SCAN};
 use crate::dlq::{load, read_event};
 use crate::records::{self, IdRecord, decode};
 use crate::store::get;
-use crate::{DeadLetter, Error, EventPage, EventQuery, Result, SledBroker};
+use crate::{DeadLetter, Error, EventPage, EventQuery, Result, SledBroker, StateView};
 
 impl SledBroker {
+    /// Returns `read`, taken from the tree just before, once everything it may contain
+    /// is durable.
+    pub(crate) async fn once_durable<T>(&self, read: T) -> Result<T> {
+        // SeqCst pairs with the writer's count taken before it applies a batch: if the
+        // read saw a group's writes, this load sees that group counted.
+        let started = self
+            .shared
+            .groups_applying
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let mut durable = self.shared.groups_durable.subscribe();
+        // The sender lives in `shared`, which `self` holds: it cannot be dropped.
+        let _ = durable.wait_for(|&done| done >= started).await;
+        match self.shared.failure() {
+            Some(reason) => Err(Error::Failed { reason }),
+            None => Ok(read),
+        }
+    }
+
+    pub(crate) async fn as_seen_by<T>(&self, view: StateView, read: T) -> Result<T> {
+        match view {
+            StateView::Durable => self.once_durable(read).await,
+            StateView::Latest => Ok(read),
+        }
+    }
+
     fn known(&self, handler: &HandlerName) -> Result<()> {
         self.shared.registry().get(handler).map(|_| ())
     }

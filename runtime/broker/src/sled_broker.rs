@@ -21,7 +21,7 @@ use crate::durable::Durable;
 use crate::writer::{Reply, Request, Shared, Writer};
 use crate::{
     Action, Broker, Clock, Committed, Config, DeadLetter, Delivery, Durability, Error, EventPage,
-    EventQuery, HandlerStats, Outcome, Published, Result, Selection, Subscription,
+    EventQuery, HandlerStats, Outcome, Published, Result, Selection, StateView, Subscription,
 };
 
 /// The embedded broker. Open one per store directory; share it as `Arc<dyn Broker>`.
@@ -269,18 +269,26 @@ impl Broker for SledBroker {
         self.call(|reply| Request::Commit(outcomes, reply)).await
     }
 
-    async fn state_get(&self, handler: &HandlerName, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read_state(handler, key)
+    async fn state_get(
+        &self,
+        handler: &HandlerName,
+        key: &[u8],
+        view: StateView,
+    ) -> Result<Option<Vec<u8>>> {
+        let value = self.read_state(handler, key)?;
+        self.as_seen_by(view, value).await
     }
 
     async fn state_scan(
         &self,
         handler: &HandlerName,
+        view: StateView,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.scan_state(handler, prefix, start_after, limit)
+        let entries = self.scan_state(handler, prefix, start_after, limit)?;
+        self.as_seen_by(view, entries).await
     }
 
     async fn dead_letters(
@@ -289,11 +297,13 @@ impl Broker for SledBroker {
         start_after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
-        self.list_dead_letters(handler, start_after, limit)
+        let listed = self.list_dead_letters(handler, start_after, limit)?;
+        self.once_durable(listed).await
     }
 
     async fn dead_letter(&self, handler: &HandlerName, seq: u64) -> Result<Option<DeadLetter>> {
-        self.get_dead_letter(handler, seq)
+        let found = self.get_dead_letter(handler, seq)?;
+        self.once_durable(found).await
     }
 
     async fn replay(&self, handler: &HandlerName, which: Selection) -> Result<usize> {

@@ -17,13 +17,13 @@
 //! the store, so every later call fails with [`Error::Failed`] until the broker is
 //! reopened, which rebuilds the view from what is durable.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use choreo_core::{Event, HandlerName};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::config::MAX_GROUP_REQUESTS;
 use crate::durable::Applied;
@@ -82,12 +82,31 @@ impl Request {
 }
 
 /// State the writer shares with the callers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
     /// The highest seq that is durable; log reads stop there.
     pub(crate) durable_seq: AtomicU64,
+    /// How many groups the writer has started to apply to the tree. Counted before the
+    /// batch is applied, so a reader that saw any of a group's writes reads a count that
+    /// includes it.
+    pub(crate) groups_applying: AtomicU64,
+    /// How many groups are durable (or `u64::MAX` once the broker has failed): readers
+    /// outside a delivery wait here until what they read is durable (`reads.rs`).
+    pub(crate) groups_durable: watch::Sender<u64>,
     failed: Mutex<Option<String>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            registry: Mutex::default(),
+            durable_seq: AtomicU64::new(0),
+            groups_applying: AtomicU64::new(0),
+            groups_durable: watch::Sender::new(0),
+            failed: Mutex::default(),
+        }
+    }
 }
 
 impl Shared {
@@ -110,6 +129,8 @@ impl Shared {
             .lock()
             .expect("the failure slot is only read and set");
         failed.get_or_insert(reason);
+        // Nothing in flight will become durable now; wake every reader waiting for it.
+        self.groups_durable.send_replace(u64::MAX);
     }
 }
 
@@ -276,6 +297,7 @@ impl Writer {
             }
         }
         let (batch, effects, next_seq, log_bytes) = txn.finish();
+        let group_number = self.shared.groups_applying.fetch_add(1, Ordering::SeqCst) + 1;
         let applied = match fatal {
             Some(e) => Err(e),
             None => self
@@ -292,6 +314,7 @@ impl Writer {
                     answers,
                     effects,
                     last_seq: next_seq.saturating_sub(1),
+                    group_number,
                     force_sync,
                 };
                 match self.to_durable.send(applied) {

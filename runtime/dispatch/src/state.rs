@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use choreo_broker::Broker;
+use choreo_broker::{Broker, StateView};
 use choreo_core::HandlerName;
 use choreo_host::{StateReader, StoreError};
 
@@ -12,12 +12,18 @@ use choreo_host::{StateReader, StoreError};
 pub struct BrokerState {
     broker: Arc<dyn Broker>,
     handler: HandlerName,
+    view: StateView,
 }
 
 impl BrokerState {
-    /// The state of `handler` in `broker`.
-    pub fn new(broker: Arc<dyn Broker>, handler: HandlerName) -> Self {
-        BrokerState { broker, handler }
+    /// The state of `handler` in `broker`, as `view` sees it: [`StateView::Latest`] for
+    /// deliveries, [`StateView::Durable`] for everyone else.
+    pub fn new(broker: Arc<dyn Broker>, handler: HandlerName, view: StateView) -> Self {
+        BrokerState {
+            broker,
+            handler,
+            view,
+        }
     }
 }
 
@@ -25,7 +31,7 @@ impl BrokerState {
 impl StateReader for BrokerState {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.broker
-            .state_get(&self.handler, key.as_bytes())
+            .state_get(&self.handler, key.as_bytes(), self.view)
             .await
             .map_err(|err| StoreError(err.to_string()))
     }
@@ -40,6 +46,7 @@ impl StateReader for BrokerState {
             .broker
             .state_scan(
                 &self.handler,
+                self.view,
                 prefix.as_bytes(),
                 start_after.map(str::as_bytes),
                 limit,

@@ -10,7 +10,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use choreo_broker::{Broker, Committed, Delivery, Outcome, StateWrite};
+use choreo_broker::{Broker, Committed, Delivery, Outcome, StateView, StateWrite};
 use choreo_core::HandlerName;
 use choreo_host::LoadedHandler;
 use tokio::sync::{Semaphore, watch};
@@ -50,7 +50,11 @@ pub(crate) async fn run(
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut in_flight = JoinSet::new();
-    let state = Arc::new(BrokerState::new(broker.clone(), shared.name.clone()));
+    let state = Arc::new(BrokerState::new(
+        broker.clone(),
+        shared.name.clone(),
+        StateView::Latest,
+    ));
     loop {
         // Reap finished deliveries so the set does not grow.
         while in_flight.try_join_next().is_some() {}

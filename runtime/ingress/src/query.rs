@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use choreo_broker::StateView;
 use choreo_core::HandlerName;
 use choreo_dispatch::BrokerState;
 use choreo_host::{Failure, QueryRequest};
@@ -63,7 +64,11 @@ pub(crate) async fn query(
         headers,
         body: body.to_vec(),
     };
-    let reader = Arc::new(BrokerState::new(state.broker.clone(), name));
+    let reader = Arc::new(BrokerState::new(
+        state.broker.clone(),
+        name,
+        StateView::Durable,
+    ));
     match deployment.handler.query(&request, reader).await {
         Ok(answer) => {
             let mut response = Response::new(Full::new(Bytes::from(answer.body)));

@@ -5,7 +5,9 @@
 //! lost or resurrected an event.
 //!
 //! The child is this test binary again, running `crash_child` with the store's directory
-//! in [`CHILD_ENV`]; it reports what returned on stdout, one line per fact.
+//! in [`CHILD_ENV`]; it reports what returned on stdout, one line per fact. Beside the
+//! loop, a reader in the child keeps reading the state of the newest deliveries the way a
+//! query does, and reports what it saw: a crash must keep every value a reader saw.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use choreo_broker::{
-    Broker, Committed, Config, EventQuery, Outcome, RetryPolicy, SledBroker, StateWrite,
+    Broker, Committed, Config, EventQuery, Outcome, RetryPolicy, SledBroker, StateView, StateWrite,
 };
 use choreo_core::EventId;
 use rand::Rng;
@@ -49,6 +51,9 @@ fn crash_child() {
             .subscribe(subscription("audit", &[">"]))
             .await
             .unwrap();
+        let broker = std::sync::Arc::new(broker);
+        let newest_leased = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(read_like_a_query(broker.clone(), newest_leased.clone()));
         let mut rng = rand::rng();
         loop {
             let batch: Vec<_> = (0..rng.random_range(1..5))
@@ -69,6 +74,7 @@ fn crash_child() {
             let mut outcomes = Vec::new();
             for d in &deliveries {
                 let seq = d.event.seq;
+                newest_leased.fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
                 outcomes.push(if rng.random_bool(0.1) {
                     Outcome::retry(d.token.clone(), "flaky")
                 } else {
@@ -98,11 +104,39 @@ fn crash_child() {
     });
 }
 
+/// Reads the state the newest deliveries write, as a query would, and reports each value
+/// it sees.
+async fn read_like_a_query(
+    broker: std::sync::Arc<SledBroker>,
+    newest_leased: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut seen = BTreeSet::new();
+    loop {
+        let newest = newest_leased.load(std::sync::atomic::Ordering::Relaxed);
+        for seq in newest.saturating_sub(8)..=newest {
+            if seen.contains(&seq) {
+                continue;
+            }
+            let key = format!("s/{seq}/a");
+            let value = broker
+                .state_get(&handler("worker"), key.as_bytes(), StateView::Durable)
+                .await
+                .unwrap();
+            if value.is_some() {
+                seen.insert(seq);
+                report(format!("S {seq}"));
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 #[test]
 fn committed_work_survives_sigkill_at_random_points() {
     let dir = tempfile::tempdir().unwrap();
     let mut published: BTreeMap<u64, String> = BTreeMap::new();
     let mut acked: BTreeSet<u64> = BTreeSet::new();
+    let mut read: BTreeSet<u64> = BTreeSet::new();
     let mut rng = rand::rng();
     for round in 0..KILLS {
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -143,15 +177,19 @@ fn committed_work_survives_sigkill_at_random_points() {
                 (Some("C"), Some(seq), None) => {
                     acked.insert(seq.parse().unwrap());
                 }
+                (Some("S"), Some(seq), None) => {
+                    read.insert(seq.parse().unwrap());
+                }
                 _ => panic!("unexpected child line {line:?}"),
             }
         }
-        check(dir.path(), &published, &acked);
+        check(dir.path(), &published, &acked, &read);
     }
     eprintln!(
-        "{KILLS} kills: {} publishes and {} acks reported by the child, all accounted for",
+        "{KILLS} kills: {} publishes, {} acks and {} state reads reported by the child, all accounted for",
         published.len(),
-        acked.len()
+        acked.len(),
+        read.len()
     );
     assert!(
         acked.len() > KILLS,
@@ -161,7 +199,12 @@ fn committed_work_survives_sigkill_at_random_points() {
 }
 
 /// Reopens the store and checks every invariant.
-fn check(path: &std::path::Path, published: &BTreeMap<u64, String>, acked: &BTreeSet<u64>) {
+fn check(
+    path: &std::path::Path,
+    published: &BTreeMap<u64, String>,
+    acked: &BTreeSet<u64>,
+    read: &BTreeSet<u64>,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -199,11 +242,11 @@ fn check(path: &std::path::Path, published: &BTreeMap<u64, String>, acked: &BTre
             let out_a = by_seq.values().any(|id| *id == format!("o-{seq}-a"));
             let out_b = by_seq.values().any(|id| *id == format!("o-{seq}-b"));
             let state_a = broker
-                .state_get(&worker, format!("s/{seq}/a").as_bytes())
+                .state_get(&worker, format!("s/{seq}/a").as_bytes(), StateView::Durable)
                 .await
                 .unwrap();
             let state_b = broker
-                .state_get(&worker, format!("s/{seq}/b").as_bytes())
+                .state_get(&worker, format!("s/{seq}/b").as_bytes(), StateView::Durable)
                 .await
                 .unwrap();
             let parts = [out_a, out_b, state_a.is_some(), state_b.is_some()];
@@ -213,6 +256,9 @@ fn check(path: &std::path::Path, published: &BTreeMap<u64, String>, acked: &BTre
             );
             if acked.contains(&seq) {
                 assert!(out_a, "acked seq {seq} lost its outcome");
+            }
+            if read.contains(&seq) {
+                assert!(out_a, "the state of seq {seq} was read, then lost");
             }
             if !out_a {
                 unacked += 1;

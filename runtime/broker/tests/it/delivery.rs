@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use choreo_broker::{Broker, Committed, Error, EventQuery, Outcome, StartPosition, StateWrite};
+use choreo_broker::{
+    Broker, Committed, Error, EventQuery, Outcome, StartPosition, StateView, StateWrite,
+};
 use choreo_core::{Pattern, Topic};
 
 use crate::{Store, earliest, event, handler, subscription, with_id};
@@ -61,18 +63,22 @@ async fn an_ack_commits_its_publishes_and_state_writes_together() {
     assert_eq!(published.iter().map(|p| p.seq).collect::<Vec<_>>(), [2, 3]);
     let worker = handler("worker");
     assert_eq!(
-        store.broker.state_get(&worker, b"count/x").await.unwrap(),
+        store
+            .broker
+            .state_get(&worker, b"count/x", StateView::Durable)
+            .await
+            .unwrap(),
         Some(b"1".to_vec())
     );
     let scanned = store
         .broker
-        .state_scan(&worker, b"count/", None, 10)
+        .state_scan(&worker, StateView::Durable, b"count/", None, 10)
         .await
         .unwrap();
     assert_eq!(scanned.len(), 2);
     let after = store
         .broker
-        .state_scan(&worker, b"count/", Some(b"count/x"), 10)
+        .state_scan(&worker, StateView::Durable, b"count/", Some(b"count/x"), 10)
         .await
         .unwrap();
     assert_eq!(after, vec![(b"count/y".to_vec(), b"2".to_vec())]);
@@ -117,11 +123,19 @@ async fn state_deletes_and_keyspaces_are_per_handler() {
     let outcome = Outcome::ack(second.token, vec![], vec![write("k", None)]);
     store.broker.commit(vec![outcome]).await.unwrap();
     assert_eq!(
-        store.broker.state_get(&handler("a"), b"k").await.unwrap(),
+        store
+            .broker
+            .state_get(&handler("a"), b"k", StateView::Durable)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        store.broker.state_get(&handler("b"), b"k").await.unwrap(),
+        store
+            .broker
+            .state_get(&handler("b"), b"k", StateView::Durable)
+            .await
+            .unwrap(),
         None
     );
 }
@@ -229,7 +243,10 @@ async fn bad_input_is_refused_and_changes_nothing() {
         Err(Error::UnknownHandler { .. })
     ));
     assert!(matches!(
-        store.broker.state_get(&unknown, b"k").await,
+        store
+            .broker
+            .state_get(&unknown, b"k", StateView::Durable)
+            .await,
         Err(Error::UnknownHandler { .. })
     ));
     // One bad outcome refuses the whole commit, including the valid ack beside it.
@@ -472,7 +489,11 @@ async fn queues_leases_and_state_survive_a_restart() {
     };
     let store = store.reopen(later(10)).await;
     assert_eq!(
-        store.broker.state_get(&handler("h"), b"k").await.unwrap(),
+        store
+            .broker
+            .state_get(&handler("h"), b"k", StateView::Durable)
+            .await
+            .unwrap(),
         Some(b"v".to_vec())
     );
     let stats = store.broker.stats(&handler("h")).await.unwrap();
