@@ -91,8 +91,12 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// Forgets dead-letters. Returns how many.
     async fn discard(&self, handler: &HandlerName, which: Selection) -> Result<usize>;
 
-    /// Reads the log.
+    /// Reads the log. Only durable events are read.
     async fn read_events(&self, query: EventQuery) -> Result<EventPage>;
+
+    /// The seq of the newest durable event, updated as the log grows: live readers (a
+    /// tail, a wait for a reply) wait on it, then read the log from where they were.
+    fn watch_log(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// The first retained event with this id.
     async fn event_by_id(&self, id: &EventId) -> Result<Option<RecordedEvent>>;

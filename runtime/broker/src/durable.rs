@@ -25,7 +25,6 @@
 //! is answered with the failure.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -101,9 +100,11 @@ impl Durable {
             for applied in round {
                 if failure.is_none() {
                     apply(&self.shared, applied.effects);
-                    self.shared
-                        .durable_seq
-                        .store(applied.last_seq, Ordering::Release);
+                    self.shared.durable_seq.send_if_modified(|durable| {
+                        let advanced = applied.last_seq > *durable;
+                        *durable = applied.last_seq;
+                        advanced
+                    });
                     self.shared
                         .groups_durable
                         .send_replace(applied.group_number);

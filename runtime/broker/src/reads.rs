@@ -93,10 +93,7 @@ impl SledBroker {
     }
 
     pub(crate) fn read_log(&self, query: EventQuery) -> Result<EventPage> {
-        let durable = self
-            .shared
-            .durable_seq
-            .load(std::sync::atomic::Ordering::Acquire);
+        let durable = *self.shared.durable_seq.borrow();
         let limit = query.limit.min(MAX_READ_ROWS);
         let mut page = EventPage {
             events: Vec::new(),
@@ -140,10 +137,7 @@ impl SledBroker {
     }
 
     pub(crate) fn find_event(&self, id: &EventId) -> Result<Option<RecordedEvent>> {
-        let durable = self
-            .shared
-            .durable_seq
-            .load(std::sync::atomic::Ordering::Acquire);
+        let durable = *self.shared.durable_seq.borrow();
         let mut first: Option<u64> = None;
         for item in self.tree.scan_prefix(records::id_prefix(id)) {
             let (_, value) = item.map_err(|e| Error::storage("reading the id index", e))?;

@@ -48,9 +48,7 @@ impl SledBroker {
         let tree = store.tree.clone();
         let shared = Arc::new(Shared::default());
         *shared.registry() = recovered.registry;
-        shared
-            .durable_seq
-            .store(recovered.meta.last_seq, Ordering::Release);
+        shared.durable_seq.send_replace(recovered.meta.last_seq);
         let (to_durable, applied) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let durable = Durable {
@@ -318,6 +316,10 @@ impl Broker for SledBroker {
 
     async fn read_events(&self, query: EventQuery) -> Result<EventPage> {
         self.read_log(query)
+    }
+
+    fn watch_log(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.durable_seq.subscribe()
     }
 
     async fn event_by_id(&self, id: &EventId) -> Result<Option<RecordedEvent>> {

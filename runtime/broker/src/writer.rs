@@ -85,8 +85,9 @@ impl Request {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
-    /// The highest seq that is durable; log reads stop there.
-    pub(crate) durable_seq: AtomicU64,
+    /// The highest seq that is durable; log reads stop there, and log watchers
+    /// ([`crate::Broker::watch_log`]) hear of every change.
+    pub(crate) durable_seq: watch::Sender<u64>,
     /// How many groups the writer has started to apply to the tree. Counted before the
     /// batch is applied, so a reader that saw any of a group's writes reads a count that
     /// includes it.
@@ -101,7 +102,7 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             registry: Mutex::default(),
-            durable_seq: AtomicU64::new(0),
+            durable_seq: watch::Sender::new(0),
             groups_applying: AtomicU64::new(0),
             groups_durable: watch::Sender::new(0),
             failed: Mutex::default(),

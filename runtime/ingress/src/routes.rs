@@ -1,20 +1,26 @@
 //! Routing requests to resources, and the small resources: health and readiness.
 
+use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::problem::Problem;
 use crate::{AppState, events, handlers, publish, query};
 
-/// A response with a fully buffered body.
+/// A response with a fully buffered body: what most resources answer.
 pub type Reply = Response<Full<Bytes>>;
 
+/// Any response body, buffered or streamed (server-sent events).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
 /// Dispatches one request to its resource. Never fails: errors become problem+json.
-pub async fn route(state: &AppState, request: Request<Incoming>) -> Reply {
+/// Streaming resources answer before the table of buffered ones.
+pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -52,7 +58,7 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Reply {
         _ => Problem::not_found(&path).into_response(),
     };
     tracing::debug!(%method, %path, status = reply.status().as_u16(), "request");
-    reply
+    reply.map(BodyExt::boxed_unsync)
 }
 
 fn only(method: &Method, path: &str, allowed: Method, answer: impl FnOnce() -> Reply) -> Reply {
