@@ -59,6 +59,11 @@ impl Dirs {
         Dirs { root }
     }
 
+    /// The temp dir itself, for files beside the data and deploy dirs (a config file).
+    pub fn root(&self) -> &std::path::Path {
+        self.root.path()
+    }
+
     pub fn data(&self) -> PathBuf {
         self.root.path().join("data")
     }
@@ -126,7 +131,13 @@ pub struct Api {
 impl Server {
     /// Starts `choreo serve` on `dirs` and waits until it is ready.
     pub async fn start(dirs: &Dirs) -> Server {
-        let args = [
+        Server::start_with(dirs, &[], &[]).await
+    }
+
+    /// Starts `choreo serve` on `dirs` with more arguments and environment variables,
+    /// and waits until it is ready.
+    pub async fn start_with(dirs: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec![
             "serve".to_owned(),
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
@@ -135,6 +146,7 @@ impl Server {
             "--deploy-dir".to_owned(),
             dirs.deploy().display().to_string(),
         ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let command = format!("CHOREO_LOG=info {CHOREO} {}", args.join(" "));
         let mut child = Command::new(CHOREO)
             .args(&args)
@@ -142,6 +154,7 @@ impl Server {
             .env("NO_COLOR", "1")
             .env_remove("CHOREO_LOG_FORMAT")
             .env_remove("CHOREO_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -9,6 +9,7 @@
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
+//! - `auth`: bearer tokens and scopes, and the refusal to serve an open API off loopback.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -16,6 +17,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod bad_requests;
 mod choreography;
 mod crash;

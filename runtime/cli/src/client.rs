@@ -10,6 +10,22 @@ use hyper_util::rt::TokioExecutor;
 /// The API a client command talks to by default: `choreo serve`'s default address.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 
+/// The bearer token every request carries, set once from `--token` / `CHOREO_TOKEN`.
+///
+/// Decision: process-wide rather than a parameter of every command, because every client
+/// command sends it the same way, and a command added later cannot forget it.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every later request carry `token`.
+pub(crate) fn use_token(token: String) {
+    let _ = TOKEN.set(token);
+}
+
+/// The `Authorization` header to send, if a token was given.
+pub(crate) fn authorization() -> Option<String> {
+    TOKEN.get().map(|token| format!("Bearer {token}"))
+}
+
 /// A response, fully read.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
@@ -27,6 +43,9 @@ pub(crate) async fn send(
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, value);
+    }
+    if let Some(authorization) = authorization() {
+        request = request.header(http::header::AUTHORIZATION, authorization);
     }
     let request = request
         .body(Full::new(Bytes::from(body)))

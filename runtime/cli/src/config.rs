@@ -2,6 +2,11 @@
 //! key with the same name (`--data-dir`, `CHOREO_DATA_DIR`, `data_dir`); a flag beats
 //! the variable (clap reads both), which beats the file, which beats the default.
 //! Unknown keys in the file are errors.
+//!
+//! Bearer tokens are the exception: a list, they live only in the file, as
+//! `[[tokens]]` tables with `name`, `secret` (or `secret_env`, the variable holding it)
+//! and `scopes` (`read`, `admin`, `publish:<pattern>`). Without tokens choreo only
+//! listens on a loopback address.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use choreo_broker::Durability;
+use choreo_ingress::{Scope, TokenSpec};
 use serde::Deserialize;
 
 /// Where the API listens by default: loopback only.
@@ -66,6 +72,52 @@ struct FileSettings {
     log_format: Option<String>,
     shutdown_grace_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    tokens: Vec<FileToken>,
+}
+
+/// One `[[tokens]]` table of the config file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToken {
+    name: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for FileToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileToken")
+            .field("name", &self.name)
+            .field("secret_env", &self.secret_env)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileToken {
+    fn resolve(self) -> anyhow::Result<TokenSpec> {
+        let name = self.name;
+        let secret = match (self.secret, self.secret_env) {
+            (Some(secret), None) => secret,
+            (None, Some(var)) => std::env::var(&var).with_context(|| {
+                format!("token `{name}`: its secret_env variable `{var}` is not set")
+            })?,
+            _ => anyhow::bail!("token `{name}` needs exactly one of `secret` and `secret_env`"),
+        };
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|scope| scope.parse::<Scope>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("token `{name}`: {e}"))?;
+        Ok(TokenSpec {
+            name,
+            secret,
+            scopes,
+        })
+    }
 }
 
 /// How logs are printed.
@@ -86,6 +138,8 @@ pub(crate) struct ServeConfig {
     pub(crate) log_format: LogFormat,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_body_bytes: usize,
+    /// Bearer tokens; empty means an open API, allowed on loopback only.
+    pub(crate) tokens: Vec<TokenSpec>,
 }
 
 impl ServeConfig {
@@ -105,11 +159,25 @@ impl ServeConfig {
             Some("json") => LogFormat::Json,
             Some(other) => anyhow::bail!("log format `{other}` is not `text` or `json`"),
         };
+        let tokens = file
+            .tokens
+            .into_iter()
+            .map(FileToken::resolve)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
+        if tokens.is_empty() && !listen.ip().is_loopback() {
+            anyhow::bail!(
+                "refusing to listen on {listen} without tokens: anyone who can reach it could \
+                 publish and replay events. Add [[tokens]] to the config file (--config), or \
+                 listen on a loopback address such as 127.0.0.1"
+            );
+        }
         Ok(ServeConfig {
-            listen: flags
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses")),
+            tokens,
+            listen,
             data_dir: flags
                 .data_dir
                 .or(file.data_dir)
@@ -175,6 +243,49 @@ mod tests {
         assert!(
             format!("{err:#}").contains("unknown field `data_dri`"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn tokens_come_from_the_file_with_their_secrets_checked() {
+        let dir = std::env::temp_dir().join(format!("choreo-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("choreo.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            ServeConfig::resolve(ServeFlags {
+                config: Some(file.clone()),
+                ..ServeFlags::default()
+            })
+        };
+        let config = resolve(
+            "listen = \"0.0.0.0:7070\"\n[[tokens]]\nname = \"ops\"\nsecret = \"0123456789abcdef\"\nscopes = [\"admin\", \"publish:a.*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.tokens.len(), 1);
+        assert_eq!(config.tokens[0].scopes.len(), 2);
+        let both = resolve(
+            "[[tokens]]\nname = \"ops\"\nsecret = \"0123456789abcdef\"\nsecret_env = \"X\"\nscopes = [\"admin\"]\n",
+        )
+        .unwrap_err();
+        assert!(format!("{both:#}").contains("exactly one of"), "{both:#}");
+        let unset = resolve(
+            "[[tokens]]\nname = \"ops\"\nsecret_env = \"CHOREO_TEST_UNSET_TOKEN_VARIABLE\"\nscopes = [\"admin\"]\n",
+        )
+        .unwrap_err();
+        assert!(format!("{unset:#}").contains("is not set"), "{unset:#}");
+        let scope = resolve(
+            "[[tokens]]\nname = \"ops\"\nsecret = \"0123456789abcdef\"\nscopes = [\"write\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{scope:#}").contains("unknown scope `write`"),
+            "{scope:#}"
+        );
+        let open = resolve("listen = \"0.0.0.0:7070\"\n").unwrap_err();
+        assert!(
+            format!("{open:#}").contains("refusing to listen"),
+            "{open:#}"
         );
     }
 }

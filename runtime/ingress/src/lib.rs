@@ -10,6 +10,7 @@
 //! Layout:
 //! - `server`: [`serve`] — HTTP/1.1 and h2c on one listener, graceful stop.
 //! - `routes`: the routing table, health and readiness.
+//! - `auth`: bearer tokens and their scopes.
 //! - `publish`: `POST /v1/topics/{topic}`.
 //! - `handlers`: `GET /v1/handlers`.
 //! - `events`: `GET /v1/events`, and events as structured CloudEvents JSON.
@@ -17,6 +18,7 @@
 //! - `cloudevents`: the binary-mode binding.
 //! - `problem`: problem+json errors.
 
+mod auth;
 mod cloudevents;
 mod events;
 mod handlers;
@@ -33,6 +35,7 @@ use choreo_broker::Broker;
 use choreo_deploy::Registry;
 use choreo_dispatch::Dispatcher;
 
+pub use auth::{Auth, Caller, MIN_SECRET_BYTES, Need, Scope, TokenSpec};
 pub use cloudevents::{DEFAULT_SOURCE, SPEC_VERSION};
 pub use events::to_cloudevent;
 pub use problem::Problem;
@@ -69,12 +72,15 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Limits.
     pub config: IngressConfig,
+    /// Who may do what.
+    pub auth: Auth,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("config", &self.config)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }

@@ -4,11 +4,13 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use choreo_core::Topic;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
+use crate::auth::Need;
 use crate::problem::Problem;
 use crate::{AppState, events, handlers, publish, query};
 
@@ -24,6 +26,10 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let Err(problem) = authorize(state, &method, &segments, request.headers()) {
+        tracing::debug!(%method, %path, status = problem.status, "request refused");
+        return problem.into_response().map(BodyExt::boxed_unsync);
+    }
     let reply = match segments.as_slice() {
         ["healthz"] => only(&method, &path, Method::GET, || text(StatusCode::OK, "ok")),
         ["readyz"] => only(&method, &path, Method::GET, || {
@@ -59,6 +65,33 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
     };
     tracing::debug!(%method, %path, status = reply.status().as_u16(), "request");
     reply.map(BodyExt::boxed_unsync)
+}
+
+/// Checks the caller's token against what the route needs (see `auth`).
+fn authorize(
+    state: &AppState,
+    method: &Method,
+    segments: &[&str],
+    headers: &http::HeaderMap,
+) -> Result<(), Problem> {
+    let publish_topic = match segments {
+        ["v1", "topics", topic] if method == Method::POST => Topic::new(*topic).ok(),
+        _ => None,
+    };
+    let need = match segments {
+        ["healthz"] | ["readyz"] => return Ok(()),
+        ["v1", "topics", _] if method == Method::POST => match &publish_topic {
+            Some(topic) => Need::Publish(topic),
+            // The resource answers 400 for the topic; any publisher may learn that.
+            None => Need::PublishSomewhere,
+        },
+        ["v1", "events"] if method == Method::POST => Need::PublishSomewhere,
+        ["v1", "query", ..] => Need::Read,
+        _ if method == Method::GET || method == Method::HEAD => Need::Read,
+        // Anything else changes something: new routes are admin-only until said otherwise.
+        _ => Need::Admin,
+    };
+    state.auth.authenticate(headers)?.check(need)
 }
 
 fn only(method: &Method, path: &str, allowed: Method, answer: impl FnOnce() -> Reply) -> Reply {

@@ -16,7 +16,7 @@ use choreo_broker::{Broker, SledBroker};
 use choreo_deploy::{Change, DeployConfig, Deployer};
 use choreo_dispatch::{DispatchPlan, Dispatcher};
 use choreo_host::Host;
-use choreo_ingress::{AppState, IngressConfig};
+use choreo_ingress::{AppState, Auth, IngressConfig};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{LogFormat, ServeConfig, ServeFlags};
@@ -66,6 +66,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         config: IngressConfig {
             max_body_bytes: config.max_body_bytes,
         },
+        auth: Auth::new(config.tokens.clone())
+            .map_err(|e| anyhow::anyhow!("invalid tokens in the config file: {e}"))?,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(choreo_ingress::serve(

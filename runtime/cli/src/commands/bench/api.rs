@@ -77,6 +77,9 @@ impl Conn {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        if let Some(authorization) = crate::client::authorization() {
+            request = request.header(http::header::AUTHORIZATION, authorization);
+        }
         let request = request.body(Full::new(body)).context("invalid request")?;
         self.sender.ready().await.context("the connection closed")?;
         let response = self
