@@ -8,11 +8,17 @@
 //! crash leaves either no artifact or a whole one. An artifact that fails to load is
 //! deleted and the component recompiled: the cache is never a reason a deploy fails.
 //!
+//! The cache is bounded ([`prune`]): it keeps the artifacts of what is deployed, and of
+//! the [`SPARE_ARTIFACTS`] most recently used others (so removing a component and adding
+//! it back, or rolling back a version, stays fast); other engines' directories go.
+//!
 //! Blocking throughout: call it from `spawn_blocking`.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use choreo_host::{Component, Host};
 
@@ -48,6 +54,9 @@ pub(crate) fn compile_cached(
             // a refusal is handled below by deleting the file and recompiling.
             match unsafe { host.load_precompiled(&source_name, &bytes) } {
                 Ok(component) => {
+                    // Recency for `prune`; failing to record it only makes eviction less apt.
+                    let _ = fs::File::open(&artifact)
+                        .and_then(|file| file.set_modified(SystemTime::now()));
                     return Ok(Compiled {
                         component,
                         from_cache: true,
@@ -93,4 +102,77 @@ pub(crate) fn compile_cached(
         component,
         from_cache: false,
     })
+}
+
+/// Artifacts kept beyond those of deployed components, most recently used first.
+pub const SPARE_ARTIFACTS: usize = 16;
+
+/// Temp files older than this are left over from a crash mid-write.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+/// Bounds the cache: under this host's fingerprint, keeps the artifacts named in `keep`
+/// (content hashes of deployed components) and the `spare` most recently used others;
+/// deletes everything else, and the directories of other fingerprints. Returns how many
+/// entries it deleted. Failures are logged, never returned: pruning is housekeeping.
+pub(crate) fn prune(host: &Host, cache_dir: &Path, keep: &HashSet<String>, spare: usize) -> usize {
+    let fingerprint = host.artifact_fingerprint();
+    let mut deleted = 0;
+    let Ok(entries) = fs::read_dir(cache_dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy() == fingerprint.as_str() {
+            continue;
+        }
+        // Another wasmtime version or engine configuration: never loadable again here.
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => deleted += 1,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot prune the artifact cache")
+            }
+        }
+    }
+    let dir = cache_dir.join(&fingerprint);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return deleted;
+    };
+    let now = SystemTime::now();
+    let mut unused: Vec<(SystemTime, std::path::PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        if name.starts_with('.') {
+            let stale = now.duration_since(modified).unwrap_or_default() > STALE_TEMP;
+            if stale && fs::remove_file(&path).is_ok() {
+                deleted += 1;
+            }
+            continue;
+        }
+        let Some(hash) = name.strip_suffix(".cwasm") else {
+            continue;
+        };
+        if !keep.contains(hash) {
+            unused.push((modified, path));
+        }
+    }
+    unused.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
+    for (_, path) in unused.into_iter().skip(spare) {
+        match fs::remove_file(&path) {
+            Ok(()) => deleted += 1,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot prune the artifact cache")
+            }
+        }
+    }
+    deleted
 }

@@ -17,7 +17,7 @@ use choreo_host::{HandlerInfo, HandlerSettings, Host};
 use tokio::sync::Mutex;
 
 use crate::Manifest;
-use crate::cache::compile_cached;
+use crate::cache::{SPARE_ARTIFACTS, compile_cached, prune};
 use crate::error::{Error, io_error};
 use crate::files::{UnitFiles, read_manifest, read_unit, stem_of, unit_paths};
 use crate::registry::{Change, Deployment, Registry};
@@ -106,7 +106,28 @@ impl Deployer {
         for stem in self.stems_on_disk().await {
             changes.extend(self.apply(&stem).await);
         }
+        self.prune_cache().await;
         changes
+    }
+
+    /// Bounds the artifact cache to what is deployed plus a few spares (see `cache`).
+    pub(crate) async fn prune_cache(&self) {
+        let keep: std::collections::HashSet<String> = self
+            .inner
+            .registry
+            .list()
+            .iter()
+            .map(|deployment| deployment.content_hash.clone())
+            .collect();
+        let host = self.inner.host.clone();
+        let cache_dir = self.inner.config.cache_dir.clone();
+        let deleted =
+            tokio::task::spawn_blocking(move || prune(&host, &cache_dir, &keep, SPARE_ARTIFACTS))
+                .await
+                .unwrap_or(0);
+        if deleted > 0 {
+            tracing::debug!(deleted, "pruned the artifact cache");
+        }
     }
 
     /// The stems of the deployable files in the folder, sorted.

@@ -32,6 +32,7 @@ mod manifest;
 mod registry;
 mod watch;
 
+pub use cache::SPARE_ARTIFACTS;
 pub use deployer::{DEFAULT_DEBOUNCE, DeployConfig, Deployer, validate_file};
 pub use error::Error;
 pub use files::{MAX_COMPONENT_BYTES, install};

@@ -115,6 +115,7 @@ impl Deployer {
                         .map(|(stem, at)| (*at, stem.clone()))
                         .collect();
                     due.sort();
+                    let mut deployed = false;
                     for (_, stem) in due {
                         pending.remove(&stem);
                         let applied = tokio::select! {
@@ -122,11 +123,16 @@ impl Deployer {
                             applied = self.apply(&stem) => applied,
                         };
                         for change in applied {
+                            deployed |= matches!(change, Change::Deployed(_));
                             if changes.send(change).await.is_err() {
                                 tracing::debug!("change receiver closed; the watch ends");
                                 return Ok(());
                             }
                         }
+                    }
+                    // After the changes are out, so housekeeping never delays serving.
+                    if deployed {
+                        self.prune_cache().await;
                     }
                 }
             }

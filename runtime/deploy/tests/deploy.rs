@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use choreo_core::HandlerName;
 use choreo_deploy::{
-    Change, DeployConfig, Deployer, Deployment, Error, Manifest, Problem, Registry,
+    Change, DeployConfig, Deployer, Deployment, Error, Manifest, Problem, Registry, SPARE_ARTIFACTS,
 };
 use choreo_host::Host;
 use choreo_test_guests::{BAD_NAME, COUNTER, ECHO, WRONG_WORLD};
@@ -434,6 +434,57 @@ async fn the_artifact_cache_is_used_and_a_corrupt_artifact_is_recompiled() {
     let fourth = fx.deployer();
     with_timeout(fourth.scan()).await;
     assert!(fourth.registry().get(&name("echo")).unwrap().from_cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_keeps_what_is_deployed_and_the_newest_spares() {
+    let fx = Fixture::new();
+    let ours = fx.cache_dir.join(host().artifact_fingerprint());
+    let foreign = fx.cache_dir.join("another-engine");
+    std::fs::create_dir_all(&ours).unwrap();
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("old.cwasm"), b"x").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(24 * 3600);
+    let spares = SPARE_ARTIFACTS + 3;
+    for i in 0..spares {
+        let path = ours.join(format!("unused{i:02}.cwasm"));
+        std::fs::write(&path, b"x").unwrap();
+        // unused00 is the least recently used.
+        let used = long_ago + Duration::from_secs(60 * i as u64);
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(used)
+            .unwrap();
+    }
+    let stale_temp = ours.join(".crashed.cwasm.1.0.tmp");
+    std::fs::write(&stale_temp, b"x").unwrap();
+    std::fs::File::open(&stale_temp)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let fresh_temp = ours.join(".writing.cwasm.1.1.tmp");
+    std::fs::write(&fresh_temp, b"x").unwrap();
+
+    let deployer = fx.deployer();
+    fx.copy(ECHO, "echo.wasm");
+    with_timeout(deployer.scan()).await;
+    assert!(deployer.registry().get(&name("echo")).is_some());
+
+    assert!(!foreign.exists(), "another engine's artifacts are removed");
+    assert!(
+        ours.join(format!("{}.cwasm", sha256_of(ECHO))).is_file(),
+        "the deployed component's artifact stays"
+    );
+    for i in 0..spares {
+        let kept = ours.join(format!("unused{i:02}.cwasm")).exists();
+        assert_eq!(
+            kept,
+            i >= 3,
+            "unused{i:02}: only the {SPARE_ARTIFACTS} newest stay"
+        );
+    }
+    assert!(!stale_temp.exists(), "a temp file left by a crash goes");
+    assert!(fresh_temp.exists(), "a temp file being written stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
