@@ -52,6 +52,12 @@ pub(crate) struct ServeFlags {
     /// Largest HTTP request body, in bytes [default: 1048576]
     #[arg(long, env = "CHOREO_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
+    /// Most events in one CloudEvents batch request, 1 to 1024 [default: 1024]
+    #[arg(long, env = "CHOREO_MAX_BATCH_EVENTS")]
+    pub(crate) max_batch_events: Option<usize>,
+    /// Most publishes waiting for a reply (`?reply=wait`) at once [default: 1024]
+    #[arg(long, env = "CHOREO_MAX_REPLY_WAITERS")]
+    pub(crate) max_reply_waiters: Option<usize>,
 }
 
 /// The config file: the same settings, all optional.
@@ -66,6 +72,8 @@ struct FileSettings {
     log_format: Option<String>,
     shutdown_grace_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    max_batch_events: Option<usize>,
+    max_reply_waiters: Option<usize>,
 }
 
 /// How logs are printed.
@@ -86,6 +94,8 @@ pub(crate) struct ServeConfig {
     pub(crate) log_format: LogFormat,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_batch_events: usize,
+    pub(crate) max_reply_waiters: usize,
 }
 
 impl ServeConfig {
@@ -105,6 +115,23 @@ impl ServeConfig {
             Some("json") => LogFormat::Json,
             Some(other) => anyhow::bail!("log format `{other}` is not `text` or `json`"),
         };
+        let max_batch_events = flags
+            .max_batch_events
+            .or(file.max_batch_events)
+            .unwrap_or(choreo_ingress::DEFAULT_MAX_BATCH_EVENTS);
+        let broker_max = choreo_broker::MAX_BATCH_EVENTS;
+        if !(1..=broker_max).contains(&max_batch_events) {
+            anyhow::bail!(
+                "max_batch_events is {max_batch_events}; it must be 1 to {broker_max}, the most events the broker appends at once"
+            );
+        }
+        let max_reply_waiters = flags
+            .max_reply_waiters
+            .or(file.max_reply_waiters)
+            .unwrap_or(choreo_ingress::DEFAULT_MAX_REPLY_WAITERS);
+        if max_reply_waiters == 0 {
+            anyhow::bail!("max_reply_waiters must be at least 1");
+        }
         Ok(ServeConfig {
             listen: flags
                 .listen
@@ -132,6 +159,8 @@ impl ServeConfig {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(choreo_ingress::DEFAULT_MAX_BODY_BYTES),
+            max_batch_events,
+            max_reply_waiters,
         })
     }
 }

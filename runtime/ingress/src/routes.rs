@@ -46,7 +46,10 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         ["v1", "handlers"] if method == Method::GET => handlers::list(state).await,
         ["v1", "handlers"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
         ["v1", "events"] if method == Method::GET => events::list(state, &request).await,
-        ["v1", "events"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "events"] if method == Method::POST => publish::publish_events(state, request).await,
+        ["v1", "events"] => {
+            Problem::method_not_allowed(&method, &path, "GET or POST").into_response()
+        }
         ["v1", "query", handler, rest @ ..] if method == Method::GET || method == Method::POST => {
             let handler = (*handler).to_owned();
             let rest = rest.join("/");
