@@ -206,4 +206,32 @@ mod tests {
             "{err:#}"
         );
     }
+
+    #[test]
+    fn ingress_limits_come_from_flags_or_file_within_bounds() {
+        let dir = std::env::temp_dir().join(format!("choreo-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("choreo.toml");
+        std::fs::write(&file, "max_batch_events = 10\nmax_reply_waiters = 3\n").unwrap();
+        let flags = ServeFlags {
+            config: Some(file.clone()),
+            max_reply_waiters: Some(5),
+            ..ServeFlags::default()
+        };
+        let config = ServeConfig::resolve(flags).unwrap();
+        assert_eq!(config.max_batch_events, 10);
+        assert_eq!(config.max_reply_waiters, 5);
+        let defaults = ServeConfig::resolve(ServeFlags::default()).unwrap();
+        assert_eq!(
+            defaults.max_batch_events,
+            choreo_ingress::DEFAULT_MAX_BATCH_EVENTS
+        );
+        std::fs::write(&file, "max_batch_events = 5000\n").unwrap();
+        let err = ServeConfig::resolve(ServeFlags {
+            config: Some(file),
+            ..ServeFlags::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("max_batch_events"), "{err:#}");
+    }
 }

@@ -350,7 +350,81 @@ pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use choreo_broker::{Config, SledBroker};
+    use choreo_core::{Event, EventId};
+    use http_body_util::BodyExt;
+
     use super::*;
+
+    fn broker() -> (tempfile::TempDir, Arc<dyn Broker>) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = SledBroker::open(Config::new(dir.path().join("broker"))).unwrap();
+        (dir, Arc::new(broker))
+    }
+
+    fn request() -> (Event, Topic) {
+        let event = Event::new(Topic::new("rpc.ask").unwrap(), "test://unit", b"q".to_vec());
+        let reply_to = Topic::reply_to(&event.id).unwrap();
+        (event, reply_to)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_reply_reaches_the_waiter_registered_before_the_request() {
+        let (_dir, broker) = broker();
+        let hub = ReplyHub::new(broker.clone(), 4);
+        let (mut event, reply_to) = request();
+        event.reply_to = Some(reply_to.clone());
+        let waiter = hub.register(reply_to.clone()).unwrap();
+        let published = broker.publish(vec![event]).await.unwrap().remove(0);
+        let other = Topic::reply_to(&EventId::generate()).unwrap();
+        let mut answer = Event::new(reply_to, "test://handler", b"answer".to_vec());
+        answer.datacontenttype = Some("text/plain".to_owned());
+        broker
+            .publish(vec![
+                Event::new(other, "test://handler", b"not yours".to_vec()),
+                answer,
+            ])
+            .await
+            .unwrap();
+        let response = await_reply(broker.as_ref(), waiter, &published, MAX_REPLY_TIMEOUT).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain");
+        assert_eq!(response.headers()["ce-source"], "test://handler");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"answer");
+        assert_eq!(hub.shared.lock().count, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_reply_in_time_is_a_504_naming_the_event() {
+        let (_dir, broker) = broker();
+        let hub = ReplyHub::new(broker.clone(), 4);
+        let (event, reply_to) = request();
+        let id = event.id.clone();
+        let waiter = hub.register(reply_to).unwrap();
+        let published = broker.publish(vec![event]).await.unwrap().remove(0);
+        let response = await_reply(
+            broker.as_ref(),
+            waiter,
+            &published,
+            Duration::from_millis(50),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains(id.as_str()));
+        assert_eq!(hub.shared.lock().count, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_are_bounded_and_a_dropped_one_frees_its_slot() {
+        let (_dir, broker) = broker();
+        let hub = ReplyHub::new(broker, 1);
+        let first = hub.register(request().1).unwrap();
+        assert_eq!(hub.register(request().1).unwrap_err().max, 1);
+        drop(first);
+        assert!(hub.register(request().1).is_ok());
+    }
 
     #[test]
     fn timeouts_take_a_unit() {
