@@ -9,6 +9,8 @@
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
+//! - `cloudevents`: structured and batch mode, idempotent publishes, request-reply, and
+//!   malformed CloudEvents refused (issue 5).
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -18,6 +20,7 @@
 
 mod bad_requests;
 mod choreography;
+mod cloudevents;
 mod crash;
 mod harness;
 mod hostile;
