@@ -162,7 +162,7 @@ pub(crate) fn is_json_media_type(content_type: Option<&str>) -> bool {
 
 /// Percent-encodes an attribute value for a `ce-*` header, as the binary binding asks:
 /// space, `"`, `%` and everything outside printable ASCII, byte by byte in UTF-8.
-pub(crate) fn percent_encode_header(value: &str) -> String {
+pub fn percent_encode_header(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if (0x21..=0x7e).contains(&byte) && byte != b'"' && byte != b'%' {

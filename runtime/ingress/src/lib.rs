@@ -40,7 +40,7 @@ use choreo_dispatch::Dispatcher;
 
 use reply::ReplyHub;
 
-pub use cloudevents::{DEFAULT_SOURCE, SPEC_VERSION};
+pub use cloudevents::{DEFAULT_SOURCE, SPEC_VERSION, percent_encode_header};
 pub use events::to_cloudevent;
 pub use problem::Problem;
 pub use reply::{DEFAULT_MAX_REPLY_WAITERS, DEFAULT_REPLY_TIMEOUT, MAX_REPLY_TIMEOUT};

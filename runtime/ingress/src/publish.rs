@@ -162,7 +162,7 @@ async fn publish_and_wait(state: &AppState, mut event: Event, timeout: Duration)
                 "invalid-attribute",
                 format!(
                     "event id `{}` cannot name a reply topic ($reply.<id>): {err}; \
-                     use an id without `*` or `>` tokens",
+                     use an id whose `.`-separated parts are non-empty and not `*` or `>`",
                     event.id
                 ),
             )

@@ -286,7 +286,8 @@ fn timed_out(topic: &Topic, published: &Published, timeout: Duration) -> Reply {
         StatusCode::GATEWAY_TIMEOUT,
         "reply-timeout",
         format!(
-            "no reply on `{topic}` within {timeout:?}; event {} stays published (seq {}) and is still handled",
+            "no reply on `{topic}` within {timeout:?}; event {} stays published (seq {}), \
+             and a later reply is still recorded on `{topic}`",
             published.id, published.seq
         ),
     )
