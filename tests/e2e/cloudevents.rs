@@ -309,6 +309,98 @@ async fn request_reply_answers_with_the_first_reply_or_times_out() {
     assert!(reply.json()["detail"].as_str().unwrap().contains("batch"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_and_waiter_limits_are_configurable() {
+    let dirs = Dirs::create();
+    let server = Server::start_with(
+        &dirs,
+        &["--max-batch-events", "2", "--max-reply-waiters", "1"],
+    )
+    .await;
+    let three = json!([
+        event("l-1", json!(1)),
+        event("l-2", json!(2)),
+        event("l-3", json!(3))
+    ]);
+    let reply = server
+        .request(
+            Method::POST,
+            "/v1/topics/orders.limited",
+            BATCH,
+            serde_json::to_vec(&three).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_batch_events")
+    );
+
+    // One request waits (nobody consumes rpc.limited), so a second one is turned away.
+    let api = server.api();
+    let waiting = tokio::spawn(async move {
+        api.request(
+            Method::POST,
+            "/v1/topics/rpc.limited?reply=wait&timeout=20s",
+            &[("ce-id", "w-1")],
+            "first",
+        )
+        .await
+    });
+    eventually(
+        "the first request is published",
+        DEADLINE,
+        async || match server.events("rpc.limited").await.len() {
+            1 => Ok(()),
+            n => Err(format!("{n} events on rpc.limited")),
+        },
+    )
+    .await;
+    let reply = server
+        .request(
+            Method::POST,
+            "/v1/topics/rpc.limited?reply=wait&timeout=1s",
+            &[("ce-id", "w-2")],
+            "second",
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_reply_waiters")
+    );
+    assert_eq!(
+        server.events("rpc.limited").await.len(),
+        1,
+        "the refused request was stored"
+    );
+
+    // The first client hangs up; its slot is freed (at the latest when its wait ends).
+    waiting.abort();
+    eventually("the waiter slot is free again", DEADLINE, async || {
+        let reply = server
+            .request(
+                Method::POST,
+                "/v1/topics/rpc.limited?reply=wait&timeout=100ms",
+                &[("ce-id", "w-3")],
+                "third",
+            )
+            .await?;
+        if reply.status == StatusCode::GATEWAY_TIMEOUT {
+            Ok(())
+        } else {
+            Err(reply.to_string())
+        }
+    })
+    .await;
+}
+
 /// One refused request and what its problem+json must say.
 struct Case {
     what: &'static str,

@@ -126,7 +126,13 @@ pub struct Api {
 impl Server {
     /// Starts `choreo serve` on `dirs` and waits until it is ready.
     pub async fn start(dirs: &Dirs) -> Server {
-        let args = [
+        Server::start_with(dirs, &[]).await
+    }
+
+    /// Starts `choreo serve` on `dirs` with more flags (limits, say) and waits until it
+    /// is ready.
+    pub async fn start_with(dirs: &Dirs, flags: &[&str]) -> Server {
+        let mut args = vec![
             "serve".to_owned(),
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
@@ -135,6 +141,7 @@ impl Server {
             "--deploy-dir".to_owned(),
             dirs.deploy().display().to_string(),
         ];
+        args.extend(flags.iter().map(|flag| (*flag).to_owned()));
         let command = format!("CHOREO_LOG=info {CHOREO} {}", args.join(" "));
         let mut child = Command::new(CHOREO)
             .args(&args)
