@@ -9,8 +9,9 @@
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
-//! - `cloudevents`: structured and batch mode, idempotent publishes, request-reply, and
-//!   malformed CloudEvents refused (issue 5).
+//! - `cloudevents`: structured and batch mode, idempotent publishes, and malformed
+//!   CloudEvents refused (issue 5).
+//! - `request_reply`: `?reply=wait` answered by a handler, timed out, and bounded.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -25,3 +26,4 @@ mod crash;
 mod harness;
 mod hostile;
 mod hot_deploy;
+mod request_reply;
