@@ -110,6 +110,32 @@ async fn tokens_decide_who_may_read_publish_and_administer() {
             && detail.contains("publish:orders.>"),
         "{detail}"
     );
+    // On /v1/events the topics are in the body: each one is checked, and a batch with
+    // one forbidden topic appends nothing.
+    let batch = serde_json::json!([
+        {"specversion": "1.0", "id": "b-1", "source": "test://auth", "type": "t", "topic": "orders.paid"},
+        {"specversion": "1.0", "id": "b-2", "source": "test://auth", "type": "t", "topic": "payments.captured"},
+    ]);
+    let mixed = api
+        .request(
+            Method::POST,
+            "/v1/events",
+            &[
+                ("authorization", orders_header.as_str()),
+                ("content-type", "application/cloudevents-batch+json"),
+            ],
+            serde_json::to_vec(&batch).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mixed.status, StatusCode::FORBIDDEN, "{mixed}");
+    assert!(
+        mixed.json()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("event 1 of the batch: token `orders` may not publish"),
+        "{mixed}"
+    );
     let not_a_reader = api
         .request(Method::GET, "/v1/events", &as_orders, "")
         .await

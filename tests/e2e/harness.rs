@@ -261,6 +261,7 @@ impl Api {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_owned(),
+                headers: parts.headers,
                 body,
             })
         };
@@ -403,10 +404,19 @@ fn percent_encode(text: &str) -> String {
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
 impl Reply {
+    /// A response header as text, `""` when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
     /// The body as JSON; panics with the body when it is not.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)

@@ -10,6 +10,9 @@
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
 //! - `auth`: bearer tokens and scopes, and the refusal to serve an open API off loopback.
+//! - `cloudevents`: structured and batch mode, idempotent publishes, and malformed
+//!   CloudEvents refused (issue 5).
+//! - `request_reply`: `?reply=wait` answered by a handler, timed out, and bounded.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -20,7 +23,9 @@
 mod auth;
 mod bad_requests;
 mod choreography;
+mod cloudevents;
 mod crash;
 mod harness;
 mod hostile;
 mod hot_deploy;
+mod request_reply;

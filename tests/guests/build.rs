@@ -34,6 +34,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("FULFILLER", "fixture-fulfiller", "fulfiller"),
     ("TAGGER_V1", "fixture-tagger-v1", "tagger-v1"),
     ("TAGGER_V2", "fixture-tagger-v2", "tagger-v2"),
+    ("REPLIER", "fixture-replier", "replier"),
 ];
 
 /// Variables the outer cargo sets that must not reach the nested one, by exact name.

@@ -58,6 +58,12 @@ pub(crate) struct ServeFlags {
     /// Largest HTTP request body, in bytes [default: 1048576]
     #[arg(long, env = "CHOREO_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
+    /// Most events in one CloudEvents batch request, 1 to 1024 [default: 1024]
+    #[arg(long, env = "CHOREO_MAX_BATCH_EVENTS")]
+    pub(crate) max_batch_events: Option<usize>,
+    /// Most publishes waiting for a reply (`?reply=wait`) at once [default: 1024]
+    #[arg(long, env = "CHOREO_MAX_REPLY_WAITERS")]
+    pub(crate) max_reply_waiters: Option<usize>,
 }
 
 /// The config file: the same settings, all optional.
@@ -72,6 +78,8 @@ struct FileSettings {
     log_format: Option<String>,
     shutdown_grace_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    max_batch_events: Option<usize>,
+    max_reply_waiters: Option<usize>,
     #[serde(default)]
     tokens: Vec<FileToken>,
 }
@@ -140,6 +148,8 @@ pub(crate) struct ServeConfig {
     pub(crate) max_body_bytes: usize,
     /// Bearer tokens; empty means an open API, allowed on loopback only.
     pub(crate) tokens: Vec<TokenSpec>,
+    pub(crate) max_batch_events: usize,
+    pub(crate) max_reply_waiters: usize,
 }
 
 impl ServeConfig {
@@ -175,6 +185,23 @@ impl ServeConfig {
                  listen on a loopback address such as 127.0.0.1"
             );
         }
+        let max_batch_events = flags
+            .max_batch_events
+            .or(file.max_batch_events)
+            .unwrap_or(choreo_ingress::DEFAULT_MAX_BATCH_EVENTS);
+        let broker_max = choreo_broker::MAX_BATCH_EVENTS;
+        if !(1..=broker_max).contains(&max_batch_events) {
+            anyhow::bail!(
+                "max_batch_events is {max_batch_events}; it must be 1 to {broker_max}, the most events the broker appends at once"
+            );
+        }
+        let max_reply_waiters = flags
+            .max_reply_waiters
+            .or(file.max_reply_waiters)
+            .unwrap_or(choreo_ingress::DEFAULT_MAX_REPLY_WAITERS);
+        if max_reply_waiters == 0 {
+            anyhow::bail!("max_reply_waiters must be at least 1");
+        }
         Ok(ServeConfig {
             tokens,
             listen,
@@ -200,6 +227,8 @@ impl ServeConfig {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(choreo_ingress::DEFAULT_MAX_BODY_BYTES),
+            max_batch_events,
+            max_reply_waiters,
         })
     }
 }
@@ -287,5 +316,33 @@ mod tests {
             format!("{open:#}").contains("refusing to listen"),
             "{open:#}"
         );
+    }
+
+    #[test]
+    fn ingress_limits_come_from_flags_or_file_within_bounds() {
+        let dir = std::env::temp_dir().join(format!("choreo-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("choreo.toml");
+        std::fs::write(&file, "max_batch_events = 10\nmax_reply_waiters = 3\n").unwrap();
+        let flags = ServeFlags {
+            config: Some(file.clone()),
+            max_reply_waiters: Some(5),
+            ..ServeFlags::default()
+        };
+        let config = ServeConfig::resolve(flags).unwrap();
+        assert_eq!(config.max_batch_events, 10);
+        assert_eq!(config.max_reply_waiters, 5);
+        let defaults = ServeConfig::resolve(ServeFlags::default()).unwrap();
+        assert_eq!(
+            defaults.max_batch_events,
+            choreo_ingress::DEFAULT_MAX_BATCH_EVENTS
+        );
+        std::fs::write(&file, "max_batch_events = 5000\n").unwrap();
+        let err = ServeConfig::resolve(ServeFlags {
+            config: Some(file),
+            ..ServeFlags::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("max_batch_events"), "{err:#}");
     }
 }

@@ -54,8 +54,7 @@ pub fn to_cloudevent(recorded: &RecordedEvent) -> Value {
         object.insert(name.clone(), json!(value));
     }
     let content_type = event.datacontenttype.as_deref().unwrap_or("");
-    let is_json = content_type.is_empty() || content_type.contains("json");
-    let parsed = if is_json {
+    let parsed = if crate::cloudevents::is_json_media_type(event.datacontenttype.as_deref()) {
         serde_json::from_slice::<Value>(&event.data).ok()
     } else {
         None

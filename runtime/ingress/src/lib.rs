@@ -1,21 +1,24 @@
-//! choreo's HTTP ingress (hyper): publishing over HTTP with the CloudEvents binary
-//! binding, browsing the log, handlers' read side, the handler catalog, and health and
+//! choreo's HTTP ingress (hyper): publishing over HTTP with the CloudEvents binding (binary,
+//! structured and batch modes) and request-reply, browsing the log, handlers' read side, the handler catalog, and health and
 //! readiness probes. Every error is
 //! `application/problem+json` with a message a person can act on.
 //!
-//! It holds no state of its own: [`AppState`] points at the broker (publishing,
+//! It holds little state of its own: [`AppState`] points at the broker (publishing,
 //! queue statistics), the deploy registry (what is deployed) and the dispatcher
-//! (delivery counters). It never touches wasmtime types.
+//! (delivery counters); its own is the requests waiting for replies. It never touches
+//! wasmtime types.
 //!
 //! Layout:
 //! - `server`: [`serve`] — HTTP/1.1 and h2c on one listener, graceful stop.
 //! - `routes`: the routing table, health and readiness.
 //! - `auth`: bearer tokens and their scopes.
-//! - `publish`: `POST /v1/topics/{topic}`.
+//! - `publish`: `POST /v1/topics/{topic}` and `POST /v1/events`.
+//! - `reply`: request-reply (`?reply=wait`), the hub that hands replies to waiters.
 //! - `handlers`: `GET /v1/handlers`.
 //! - `events`: `GET /v1/events`, and events as structured CloudEvents JSON.
 //! - `query`: `GET|POST /v1/query/{handler}/{path}`, the read side.
-//! - `cloudevents`: the binary-mode binding.
+//! - `cloudevents`: CloudEvents attributes, shared by all modes; the binary mode.
+//! - `structured`: the JSON format, structured and batch modes.
 //! - `problem`: problem+json errors.
 
 mod auth;
@@ -25,8 +28,10 @@ mod handlers;
 mod problem;
 mod publish;
 mod query;
+mod reply;
 mod routes;
 mod server;
+mod structured;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -35,27 +40,42 @@ use choreo_broker::Broker;
 use choreo_deploy::Registry;
 use choreo_dispatch::Dispatcher;
 
+use reply::ReplyHub;
+
 pub use auth::{Auth, Caller, MIN_SECRET_BYTES, Need, Scope, TokenSpec};
-pub use cloudevents::{DEFAULT_SOURCE, SPEC_VERSION};
+pub use cloudevents::{DEFAULT_SOURCE, SPEC_VERSION, percent_encode_header};
 pub use events::to_cloudevent;
 pub use problem::Problem;
+pub use reply::{DEFAULT_MAX_REPLY_WAITERS, DEFAULT_REPLY_TIMEOUT, MAX_REPLY_TIMEOUT};
 pub use server::{SHUTDOWN_GRACE, serve};
 
 /// Largest request body accepted by default: the broker's largest event (1 MiB) plus
 /// room for attributes sent in the body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
+/// Most events in one batch-mode request by default: as many as the broker appends in
+/// one step ([`choreo_broker::MAX_BATCH_EVENTS`]), which is also the most allowed.
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = choreo_broker::MAX_BATCH_EVENTS;
+
 /// Limits of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressConfig {
     /// Largest request body, in bytes (answer 413 beyond). Default [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: usize,
+    /// Most events in one batch (answer 413 beyond), at most
+    /// [`choreo_broker::MAX_BATCH_EVENTS`]. Default [`DEFAULT_MAX_BATCH_EVENTS`].
+    pub max_batch_events: usize,
+    /// Most requests waiting for a reply at once (answer 503 beyond). Default
+    /// [`DEFAULT_MAX_REPLY_WAITERS`].
+    pub max_reply_waiters: usize,
 }
 
 impl Default for IngressConfig {
     fn default() -> Self {
         IngressConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            max_reply_waiters: DEFAULT_MAX_REPLY_WAITERS,
         }
     }
 }
@@ -74,6 +94,29 @@ pub struct AppState {
     pub config: IngressConfig,
     /// Who may do what.
     pub auth: Auth,
+    /// Requests waiting for replies.
+    pub(crate) replies: ReplyHub,
+}
+
+impl AppState {
+    /// The state of an API that is not ready yet (see [`AppState::ready`]).
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        registry: Registry,
+        dispatcher: Arc<Dispatcher>,
+        config: IngressConfig,
+        auth: Auth,
+    ) -> Self {
+        AppState {
+            replies: ReplyHub::new(broker.clone(), config.max_reply_waiters),
+            broker,
+            registry,
+            dispatcher,
+            ready: AtomicBool::new(false),
+            config,
+            auth,
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -10,7 +10,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use crate::auth::Need;
+use crate::auth::{Caller, Need};
 use crate::problem::Problem;
 use crate::{AppState, events, handlers, publish, query};
 
@@ -26,10 +26,13 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if let Err(problem) = authorize(state, &method, &segments, request.headers()) {
-        tracing::debug!(%method, %path, status = problem.status, "request refused");
-        return problem.into_response().map(BodyExt::boxed_unsync);
-    }
+    let caller = match authorize(state, &method, &segments, request.headers()) {
+        Ok(caller) => caller,
+        Err(problem) => {
+            tracing::debug!(%method, %path, status = problem.status, "request refused");
+            return problem.into_response().map(BodyExt::boxed_unsync);
+        }
+    };
     let reply = match segments.as_slice() {
         ["healthz"] => only(&method, &path, Method::GET, || text(StatusCode::OK, "ok")),
         ["readyz"] => only(&method, &path, Method::GET, || {
@@ -52,7 +55,12 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         ["v1", "handlers"] if method == Method::GET => handlers::list(state).await,
         ["v1", "handlers"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
         ["v1", "events"] if method == Method::GET => events::list(state, &request).await,
-        ["v1", "events"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "events"] if method == Method::POST => {
+            publish::publish_events(state, caller, request).await
+        }
+        ["v1", "events"] => {
+            Problem::method_not_allowed(&method, &path, "GET or POST").into_response()
+        }
         ["v1", "query", handler, rest @ ..] if method == Method::GET || method == Method::POST => {
             let handler = (*handler).to_owned();
             let rest = rest.join("/");
@@ -67,19 +75,20 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
     reply.map(BodyExt::boxed_unsync)
 }
 
-/// Checks the caller's token against what the route needs (see `auth`).
-fn authorize(
-    state: &AppState,
+/// Checks the caller's token against what the route needs (see `auth`), and returns
+/// the caller for checks the route makes itself (the topics of `POST /v1/events`).
+fn authorize<'a>(
+    state: &'a AppState,
     method: &Method,
     segments: &[&str],
     headers: &http::HeaderMap,
-) -> Result<(), Problem> {
+) -> Result<Caller<'a>, Problem> {
     let publish_topic = match segments {
         ["v1", "topics", topic] if method == Method::POST => Topic::new(*topic).ok(),
         _ => None,
     };
     let need = match segments {
-        ["healthz"] | ["readyz"] => return Ok(()),
+        ["healthz"] | ["readyz"] => return Ok(Caller::Anyone),
         ["v1", "topics", _] if method == Method::POST => match &publish_topic {
             Some(topic) => Need::Publish(topic),
             // The resource answers 400 for the topic; any publisher may learn that.
@@ -91,7 +100,9 @@ fn authorize(
         // Anything else changes something: new routes are admin-only until said otherwise.
         _ => Need::Admin,
     };
-    state.auth.authenticate(headers)?.check(need)
+    let caller = state.auth.authenticate(headers)?;
+    caller.check(need)?;
+    Ok(caller)
 }
 
 fn only(method: &Method, path: &str, allowed: Method, answer: impl FnOnce() -> Reply) -> Reply {

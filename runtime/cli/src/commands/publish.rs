@@ -2,6 +2,7 @@
 //! id and seq once choreo has stored it durably.
 
 use anyhow::Context;
+use choreo_ingress::percent_encode_header;
 use http::Method;
 use tokio::io::AsyncReadExt;
 
@@ -54,11 +55,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ("content-type", args.content_type),
         ("ce-specversion", "1.0".to_owned()),
     ];
+    // The server percent-decodes `ce-*` values, as the binary binding asks.
     if let Some(kind) = args.kind {
-        headers.push(("ce-type", kind));
+        headers.push(("ce-type", percent_encode_header(&kind)));
     }
     if let Some(key) = args.key {
-        headers.push(("ce-partitionkey", key));
+        headers.push(("ce-partitionkey", percent_encode_header(&key)));
     }
     let url = format!(
         "{}/v1/topics/{}",

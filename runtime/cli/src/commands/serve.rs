@@ -58,17 +58,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let state = Arc::new(AppState {
-        broker: broker.clone(),
-        registry: deployer.registry(),
-        dispatcher: dispatcher.clone(),
-        ready: false.into(),
-        config: IngressConfig {
+    let state = Arc::new(AppState::new(
+        broker.clone(),
+        deployer.registry(),
+        dispatcher.clone(),
+        IngressConfig {
             max_body_bytes: config.max_body_bytes,
+            max_batch_events: config.max_batch_events,
+            max_reply_waiters: config.max_reply_waiters,
         },
-        auth: Auth::new(config.tokens.clone())
+        Auth::new(config.tokens.clone())
             .map_err(|e| anyhow::anyhow!("invalid tokens in the config file: {e}"))?,
-    });
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(choreo_ingress::serve(
         listener,
