@@ -15,14 +15,14 @@
 //! - `publish`: `POST /v1/topics/{topic}` and `POST /v1/events`.
 //! - `reply`: request-reply (`?reply=wait`), the hub that hands replies to waiters.
 //! - `handlers`: `GET /v1/handlers`.
-//! - `events`: `GET /v1/events`, and events as structured CloudEvents JSON.
+//! - `events`: `GET /v1/events`.
+//!
+//! Parsing CloudEvents (binary, structured and batch modes) and writing them is the
+//! `choreo-cloudevents` crate's job; this crate maps its refusals to problem+json.
 //! - `query`: `GET|POST /v1/query/{handler}/{path}`, the read side.
-//! - `cloudevents`: CloudEvents attributes, shared by all modes; the binary mode.
-//! - `structured`: the JSON format, structured and batch modes.
 //! - `problem`: problem+json errors.
 
 mod auth;
-mod cloudevents;
 mod events;
 mod handlers;
 mod problem;
@@ -31,7 +31,6 @@ mod query;
 mod reply;
 mod routes;
 mod server;
-mod structured;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -43,8 +42,7 @@ use choreo_dispatch::Dispatcher;
 use reply::ReplyHub;
 
 pub use auth::{Auth, Caller, MIN_SECRET_BYTES, Need, Scope, TokenSpec};
-pub use cloudevents::{DEFAULT_SOURCE, SPEC_VERSION, percent_encode_header};
-pub use events::to_cloudevent;
+pub use choreo_cloudevents::{DEFAULT_SOURCE, SPEC_VERSION, percent_encode_header, to_cloudevent};
 pub use problem::Problem;
 pub use reply::{DEFAULT_MAX_REPLY_WAITERS, DEFAULT_REPLY_TIMEOUT, MAX_REPLY_TIMEOUT};
 pub use server::{SHUTDOWN_GRACE, serve};

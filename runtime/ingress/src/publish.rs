@@ -17,15 +17,14 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use choreo_broker::Published;
+use choreo_cloudevents::{self as cloudevents, Destination, Refusal, percent_decode};
 use choreo_core::{Event, Topic};
 
 use crate::AppState;
 use crate::auth::{Caller, Need};
-use crate::cloudevents;
 use crate::problem::Problem;
 use crate::reply::{self, DEFAULT_REPLY_TIMEOUT};
 use crate::routes::{Reply, json, query_params};
-use crate::structured::{self, Destination, Refusal};
 
 /// Structured mode's media type.
 const STRUCTURED: &str = "application/cloudevents+json";
@@ -122,16 +121,16 @@ async fn publish(
             ));
         }
         (Mode::Structured, _) => {
-            let event =
-                structured::parse_event(&body, destination).map_err(Refusal::into_problem)?;
+            let event = cloudevents::parse_event(&body, destination).map_err(refusal_problem)?;
             if let Some(caller) = caller {
                 caller.check(Need::Publish(&event.topic))?;
             }
             event
         }
         (Mode::Batch, _) => {
-            let events = structured::parse_batch(&body, destination, state.config.max_batch_events)
-                .map_err(Refusal::into_problem)?;
+            let events =
+                cloudevents::parse_batch(&body, destination, state.config.max_batch_events)
+                    .map_err(refusal_problem)?;
             if let Some(caller) = caller {
                 for (index, event) in events.iter().enumerate() {
                     caller
@@ -336,23 +335,7 @@ pub(crate) fn broker_problem(err: choreo_broker::Error) -> Reply {
     }
 }
 
-pub(crate) fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .ok_or_else(|| format!("`{text}` has a truncated %-escape"))?;
-            let byte = u8::from_str_radix(hex, 16)
-                .map_err(|_| format!("`{text}` has an invalid %-escape `%{hex}`"))?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("`{text}` is not UTF-8 once decoded"))
+/// A refused CloudEvent as problem+json.
+fn refusal_problem(refusal: Refusal) -> Problem {
+    Problem::new(refusal.status, refusal.kind, refusal.detail)
 }

@@ -24,10 +24,9 @@ use tokio::sync::oneshot;
 use choreo_broker::{Broker, EventQuery, MAX_READ_ROWS, Published};
 use choreo_core::{Pattern, RecordedEvent, Topic};
 
-use crate::cloudevents::percent_encode_header;
-use crate::events::to_cloudevent;
 use crate::problem::Problem;
 use crate::routes::Reply;
+use choreo_cloudevents::{percent_encode_header, to_cloudevent};
 
 /// How long a publish waits for its reply when the request names no `timeout`.
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -129,7 +129,7 @@ pub fn query_params(query: Option<&str>) -> std::collections::HashMap<String, St
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let decode = |text: &str| {
-            crate::publish::percent_decode(&text.replace('+', " "))
+            choreo_cloudevents::percent_decode(&text.replace('+', " "))
                 .unwrap_or_else(|_| text.to_owned())
         };
         params.insert(decode(name), decode(value));

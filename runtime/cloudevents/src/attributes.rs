@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use choreo_core::{Event, EventId, Timestamp, Topic, check_extension_name};
 use http::HeaderMap;
 
-use crate::publish::percent_decode;
+use crate::percent::percent_decode;
 
 /// The `source` of events published over HTTP without a `ce-source` header.
 pub const DEFAULT_SOURCE: &str = "choreo://ingress";
@@ -23,7 +23,7 @@ pub const DEFAULT_SOURCE: &str = "choreo://ingress";
 pub const SPEC_VERSION: &str = "1.0";
 
 /// The attributes every CloudEvent must carry; structured mode requires them.
-pub(crate) const REQUIRED: &[&str] = &["specversion", "id", "source", "type"];
+pub const REQUIRED: &[&str] = &["specversion", "id", "source", "type"];
 
 /// Why an attribute was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +39,7 @@ pub struct AttributeError {
 
 impl AttributeError {
     /// An attribute of the JSON format refused for `reason`.
-    pub(crate) fn attribute(name: &str, reason: impl Into<String>) -> Self {
+    pub fn attribute(name: &str, reason: impl Into<String>) -> Self {
         AttributeError {
             carrier: "attribute",
             name: name.to_owned(),
@@ -60,7 +60,7 @@ impl AttributeError {
 /// `partitionkey`, `traceparent`) and data. Names choreo does not map to a field of its
 /// own become extensions, which must follow the CloudEvents naming rule and must not be
 /// one of choreo's reserved names (`replyto` and `causationid` are set by choreo only).
-pub(crate) fn build_event(
+pub fn build_event(
     topic: Topic,
     mut attributes: BTreeMap<String, String>,
     data: Vec<u8>,
@@ -113,7 +113,7 @@ pub(crate) fn build_event(
 
 /// Builds the event for a binary-mode request to `topic`. Header values are
 /// percent-decoded, as the binding asks of receivers.
-pub(crate) fn from_binary(
+pub fn from_binary(
     topic: Topic,
     headers: &HeaderMap,
     body: Vec<u8>,
@@ -153,7 +153,7 @@ pub(crate) fn from_binary(
 
 /// Whether data of this media type is JSON: no type (the JSON format's default), or one
 /// naming JSON (`application/json`, `text/json`, `application/*+json`).
-pub(crate) fn is_json_media_type(content_type: Option<&str>) -> bool {
+pub fn is_json_media_type(content_type: Option<&str>) -> bool {
     content_type.is_none_or(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.is_empty() || essence.to_ascii_lowercase().contains("json")

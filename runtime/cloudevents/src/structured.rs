@@ -5,7 +5,7 @@
 //! Parsing only: every event of a request is built (or the request refused, naming the
 //! event's index in a batch and the attribute) before anything is published, so a batch
 //! is all or nothing. Attributes map onto events as in binary mode
-//! ([`cloudevents::build_event`]); the topic comes from the path or, on `/v1/events`,
+//! ([`attributes::build_event`]); the topic comes from the path or, on `/v1/events`,
 //! from each event's `topic` attribute.
 
 use std::collections::BTreeMap;
@@ -15,12 +15,11 @@ use choreo_core::{Event, Topic};
 use http::StatusCode;
 use serde_json::{Map, Value};
 
-use crate::cloudevents::{self, AttributeError, REQUIRED};
-use crate::problem::Problem;
+use crate::attributes::{self, AttributeError, REQUIRED};
 
 /// Where the events of a request are published.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Destination<'a> {
+pub enum Destination<'a> {
     /// The topic in the path (`/v1/topics/{topic}`).
     Path(&'a Topic),
     /// Each event's `topic` attribute (`/v1/events`).
@@ -29,11 +28,13 @@ pub(crate) enum Destination<'a> {
 
 /// Why a structured or batch request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) status: StatusCode,
+pub struct Refusal {
+    /// The HTTP status to answer with.
+    pub status: StatusCode,
     /// The problem kind (`/problems/<kind>`).
-    pub(crate) kind: &'static str,
-    pub(crate) detail: String,
+    pub kind: &'static str,
+    /// What is wrong, naming the event and attribute.
+    pub detail: String,
 }
 
 impl Refusal {
@@ -52,10 +53,6 @@ impl Refusal {
             ..self
         }
     }
-
-    pub(crate) fn into_problem(self) -> Problem {
-        Problem::new(self.status, self.kind, self.detail)
-    }
 }
 
 impl From<AttributeError> for Refusal {
@@ -65,7 +62,7 @@ impl From<AttributeError> for Refusal {
 }
 
 /// Parses a structured-mode body: one CloudEvent object.
-pub(crate) fn parse_event(body: &[u8], destination: Destination<'_>) -> Result<Event, Refusal> {
+pub fn parse_event(body: &[u8], destination: Destination<'_>) -> Result<Event, Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|err| {
         Refusal::bad(
             "malformed-json",
@@ -76,7 +73,7 @@ pub(crate) fn parse_event(body: &[u8], destination: Destination<'_>) -> Result<E
 }
 
 /// Parses a batch-mode body: a JSON array of 1 to `max_events` CloudEvent objects.
-pub(crate) fn parse_batch(
+pub fn parse_batch(
     body: &[u8],
     destination: Destination<'_>,
     max_events: usize,
@@ -166,7 +163,7 @@ fn from_json(value: Value, destination: Destination<'_>) -> Result<Event, Refusa
                 ),
             ));
         }
-        (Some(data), None) if cloudevents::is_json_media_type(content_type) => {
+        (Some(data), None) if attributes::is_json_media_type(content_type) => {
             serde_json::to_vec(&data).expect("a JSON value always serialises")
         }
         (Some(Value::String(text)), None) => text.into_bytes(),
@@ -181,7 +178,7 @@ fn from_json(value: Value, destination: Destination<'_>) -> Result<Event, Refusa
             ));
         }
     };
-    Ok(cloudevents::build_event(topic, attributes, data)?)
+    Ok(attributes::build_event(topic, attributes, data)?)
 }
 
 /// The members of an event object other than its data, as attribute text. The core
