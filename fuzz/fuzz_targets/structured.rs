@@ -15,7 +15,10 @@ fuzz_target!(|body: &[u8]| {
     let path = Topic::new("fuzz.path").expect("a valid topic");
     for destination in [Destination::Path(&path), Destination::TopicAttribute] {
         if let Ok(event) = parse_event(body, destination) {
-            let out = to_cloudevent(&RecordedEvent { seq: 1, event: event.clone() });
+            let out = to_cloudevent(&RecordedEvent {
+                seq: 1,
+                event: event.clone(),
+            });
             let text = serde_json::to_vec(&out).expect("a JSON value serialises");
             let back = parse_event(&text, Destination::TopicAttribute)
                 .unwrap_or_else(|refusal| panic!("choreo's own event is refused: {refusal:?}"));
