@@ -9,6 +9,7 @@
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
+//! - `http`: HTTP/1.1 keep-alive and h2c on one port; the request-head bound.
 //! - `auth`: bearer tokens and scopes, and the refusal to serve an open API off loopback.
 //! - `cloudevents`: structured and batch mode, idempotent publishes, and malformed
 //!   CloudEvents refused (issue 5).
@@ -28,4 +29,5 @@ mod crash;
 mod harness;
 mod hostile;
 mod hot_deploy;
+mod http;
 mod request_reply;

@@ -64,6 +64,9 @@ pub(crate) struct ServeFlags {
     /// Most publishes waiting for a reply (`?reply=wait`) at once [default: 1024]
     #[arg(long, env = "CHOREO_MAX_REPLY_WAITERS")]
     pub(crate) max_reply_waiters: Option<usize>,
+    /// Largest HTTP request head (request line and headers), in bytes [default: 65536]
+    #[arg(long, env = "CHOREO_MAX_HEADER_BYTES")]
+    pub(crate) max_header_bytes: Option<usize>,
 }
 
 /// The config file: the same settings, all optional.
@@ -80,6 +83,7 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     max_batch_events: Option<usize>,
     max_reply_waiters: Option<usize>,
+    max_header_bytes: Option<usize>,
     #[serde(default)]
     tokens: Vec<FileToken>,
 }
@@ -150,6 +154,7 @@ pub(crate) struct ServeConfig {
     pub(crate) tokens: Vec<TokenSpec>,
     pub(crate) max_batch_events: usize,
     pub(crate) max_reply_waiters: usize,
+    pub(crate) max_header_bytes: usize,
 }
 
 impl ServeConfig {
@@ -202,6 +207,16 @@ impl ServeConfig {
         if max_reply_waiters == 0 {
             anyhow::bail!("max_reply_waiters must be at least 1");
         }
+        let max_header_bytes = flags
+            .max_header_bytes
+            .or(file.max_header_bytes)
+            .unwrap_or(choreo_ingress::DEFAULT_MAX_HEADER_BYTES);
+        if max_header_bytes < choreo_ingress::MIN_MAX_HEADER_BYTES {
+            anyhow::bail!(
+                "max_header_bytes is {max_header_bytes}; it must be at least {}",
+                choreo_ingress::MIN_MAX_HEADER_BYTES
+            );
+        }
         Ok(ServeConfig {
             tokens,
             listen,
@@ -229,6 +244,7 @@ impl ServeConfig {
                 .unwrap_or(choreo_ingress::DEFAULT_MAX_BODY_BYTES),
             max_batch_events,
             max_reply_waiters,
+            max_header_bytes,
         })
     }
 }

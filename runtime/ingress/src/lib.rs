@@ -66,7 +66,18 @@ pub struct IngressConfig {
     /// Most requests waiting for a reply at once (answer 503 beyond). Default
     /// [`DEFAULT_MAX_REPLY_WAITERS`].
     pub max_reply_waiters: usize,
+    /// Largest request head (request line and headers), in bytes: HTTP/1.1 answers 431
+    /// beyond it, HTTP/2 refuses the stream. Default [`DEFAULT_MAX_HEADER_BYTES`].
+    pub max_header_bytes: usize,
 }
+
+/// Largest request head accepted by default: far beyond any real client's, far below
+/// what could pressure memory across many connections.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// The smallest head limit accepted: hyper needs room for a request line and a few
+/// headers (its HTTP/1 read buffer has a floor of 8 KiB).
+pub const MIN_MAX_HEADER_BYTES: usize = 8 << 10;
 
 impl Default for IngressConfig {
     fn default() -> Self {
@@ -74,6 +85,7 @@ impl Default for IngressConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
             max_reply_waiters: DEFAULT_MAX_REPLY_WAITERS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }

@@ -26,7 +26,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let head_limit = state.config.max_header_bytes;
+    builder.http1().max_buf_size(head_limit);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

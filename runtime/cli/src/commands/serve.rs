@@ -66,6 +66,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             max_body_bytes: config.max_body_bytes,
             max_batch_events: config.max_batch_events,
             max_reply_waiters: config.max_reply_waiters,
+            max_header_bytes: config.max_header_bytes,
         },
         Auth::new(config.tokens.clone())
             .map_err(|e| anyhow::anyhow!("invalid tokens in the config file: {e}"))?,
