@@ -9,6 +9,9 @@
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
+//! - `openapi`: the API document lists only served operations; schemathesis finds no
+//!   server error and nothing off the document.
+//! - `tools`: PyPI test tools (schemathesis) installed on first use.
 //! - `http`: HTTP/1.1 keep-alive and h2c on one port; the request-head bound.
 //! - `auth`: bearer tokens and scopes, and the refusal to serve an open API off loopback.
 //! - `cloudevents`: structured and batch mode, idempotent publishes, and malformed
@@ -30,4 +33,6 @@ mod harness;
 mod hostile;
 mod hot_deploy;
 mod http;
+mod openapi;
 mod request_reply;
+mod tools;

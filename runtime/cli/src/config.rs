@@ -67,6 +67,9 @@ pub(crate) struct ServeFlags {
     /// Largest HTTP request head (request line and headers), in bytes [default: 65536]
     #[arg(long, env = "CHOREO_MAX_HEADER_BYTES")]
     pub(crate) max_header_bytes: Option<usize>,
+    /// Longest wait a `?reply=wait` publish may ask for, in milliseconds, at most 300000 [default: 300000]
+    #[arg(long, env = "CHOREO_MAX_REPLY_TIMEOUT_MS")]
+    pub(crate) max_reply_timeout_ms: Option<u64>,
 }
 
 /// The config file: the same settings, all optional.
@@ -84,6 +87,7 @@ struct FileSettings {
     max_batch_events: Option<usize>,
     max_reply_waiters: Option<usize>,
     max_header_bytes: Option<usize>,
+    max_reply_timeout_ms: Option<u64>,
     #[serde(default)]
     tokens: Vec<FileToken>,
 }
@@ -155,6 +159,7 @@ pub(crate) struct ServeConfig {
     pub(crate) max_batch_events: usize,
     pub(crate) max_reply_waiters: usize,
     pub(crate) max_header_bytes: usize,
+    pub(crate) max_reply_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -207,6 +212,17 @@ impl ServeConfig {
         if max_reply_waiters == 0 {
             anyhow::bail!("max_reply_waiters must be at least 1");
         }
+        let max_reply_timeout = flags
+            .max_reply_timeout_ms
+            .or(file.max_reply_timeout_ms)
+            .map_or(choreo_ingress::MAX_REPLY_TIMEOUT, Duration::from_millis);
+        if max_reply_timeout.is_zero() || max_reply_timeout > choreo_ingress::MAX_REPLY_TIMEOUT {
+            anyhow::bail!(
+                "max_reply_timeout_ms is {}; it must be 1 to {}",
+                max_reply_timeout.as_millis(),
+                choreo_ingress::MAX_REPLY_TIMEOUT.as_millis()
+            );
+        }
         let max_header_bytes = flags
             .max_header_bytes
             .or(file.max_header_bytes)
@@ -245,6 +261,7 @@ impl ServeConfig {
             max_batch_events,
             max_reply_waiters,
             max_header_bytes,
+            max_reply_timeout,
         })
     }
 }

@@ -69,6 +69,9 @@ pub struct IngressConfig {
     /// Largest request head (request line and headers), in bytes: HTTP/1.1 answers 431
     /// beyond it, HTTP/2 refuses the stream. Default [`DEFAULT_MAX_HEADER_BYTES`].
     pub max_header_bytes: usize,
+    /// Longest `timeout` a `reply=wait` may ask for (400 beyond), at most
+    /// [`MAX_REPLY_TIMEOUT`]; also caps the default wait. Default [`MAX_REPLY_TIMEOUT`].
+    pub max_reply_timeout: std::time::Duration,
 }
 
 /// Largest request head accepted by default: far beyond any real client's, far below
@@ -86,6 +89,7 @@ impl Default for IngressConfig {
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
             max_reply_waiters: DEFAULT_MAX_REPLY_WAITERS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_reply_timeout: MAX_REPLY_TIMEOUT,
         }
     }
 }

@@ -101,7 +101,7 @@ async fn publish(
     caller: Option<Caller<'_>>,
     request: Request<Incoming>,
 ) -> Result<Reply, Problem> {
-    let reply = reply_option(request.uri().query())?;
+    let reply = reply_option(request.uri().query(), state.config.max_reply_timeout)?;
     let mode = mode(request.headers())?;
     if mode == Mode::Batch && reply.is_some() {
         return Err(Problem::bad_request(
@@ -225,15 +225,15 @@ fn first(published: &[Published]) -> &Published {
 }
 
 /// The `reply` and `timeout` parameters: how long to wait for a reply, if at all.
-fn reply_option(query: Option<&str>) -> Result<Option<Duration>, Problem> {
+fn reply_option(query: Option<&str>, max: Duration) -> Result<Option<Duration>, Problem> {
     let params = query_params(query);
     let timeout = params
         .get("timeout")
-        .map(|text| reply::parse_timeout(text))
+        .map(|text| reply::parse_timeout(text, max))
         .transpose()
         .map_err(|reason| Problem::bad_request("invalid-parameter", reason))?;
     match params.get("reply").map(String::as_str) {
-        Some("wait") => Ok(Some(timeout.unwrap_or(DEFAULT_REPLY_TIMEOUT))),
+        Some("wait") => Ok(Some(timeout.unwrap_or(DEFAULT_REPLY_TIMEOUT.min(max)))),
         Some(other) => Err(Problem::bad_request(
             "invalid-parameter",
             format!("`reply` is `{other}`; the only value is `wait`"),
