@@ -10,6 +10,7 @@
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
 //! - `auth`: bearer tokens and scopes, and the refusal to serve an open API off loopback.
+//! - `polyglot`: Python and JavaScript handlers built from source with choreo's SDKs.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -24,3 +25,4 @@ mod crash;
 mod harness;
 mod hostile;
 mod hot_deploy;
+mod polyglot;
