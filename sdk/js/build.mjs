@@ -14,21 +14,24 @@
  * `fetch`), which choreo does not link, and it is refused at deploy.
  *
  * componentize-js evaluates the module while it builds, with only the current directory
- * visible (mapped to `/`), and resolves relative imports only. So the build
- * - rewrites the entry's imports of `@choreo/sdk` to a relative path to this SDK, in a
- *   hidden copy of the entry written beside it (removed afterwards), and
- * - runs from the deepest directory holding both the entry and this SDK.
- * Other modules of the handler import the SDK through relative paths, or receive what they
- * need from the entry.
+ * visible (mapped to `/`), and resolves relative imports only. So the build runs in the
+ * entry's directory, after writing beside the entry (and removing afterwards)
+ * - `.choreo-sdk/`, a copy of this SDK's `src/`, and
+ * - `.<entry>.choreo-build.js`, a copy of the entry whose imports of `@choreo/sdk` point to
+ *   `./.choreo-sdk/index.js`.
+ * The handler's other modules must live in the entry's directory or below it, and import
+ * the SDK through the entry or as `./.choreo-sdk/index.js`.
  */
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, parse, relative, resolve, sep } from 'node:path';
+import { cpSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, parse, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SDK_DIR = dirname(fileURLToPath(import.meta.url));
-const SDK_ENTRY = join(SDK_DIR, 'src', 'index.js');
+const SDK_SRC = join(SDK_DIR, 'src');
+/** Where the SDK is staged beside the entry, and how the entry then imports it. */
+const STAGED_SDK = '.choreo-sdk';
 /** The WIT contract in the choreo repository this SDK sits in. */
 const DEFAULT_WIT = resolve(SDK_DIR, '..', '..', 'wit');
 const WORLD = 'handler';
@@ -55,21 +58,6 @@ function parseArgs(argv) {
   return args;
 }
 
-/** The deepest directory containing both `a` and `b`. */
-function commonAncestor(a, b) {
-  const x = a.split(sep);
-  const y = b.split(sep);
-  let n = 0;
-  while (n < x.length && n < y.length && x[n] === y[n]) n++;
-  return x.slice(0, n).join(sep) || sep;
-}
-
-/** `to` as an import specifier relative to the directory `from`. */
-function relativeSpecifier(from, to) {
-  const path = relative(from, to).split(sep).join('/');
-  return path.startsWith('.') ? path : `./${path}`;
-}
-
 const args = parseArgs(process.argv.slice(2));
 const entry = resolve(args.entry);
 if (!existsSync(entry) || !statSync(entry).isFile()) fail(`${args.entry} is not a file`);
@@ -82,23 +70,26 @@ if (!existsSync(CLI)) {
 }
 
 const source = readFileSync(entry, 'utf8');
-const sdk = relativeSpecifier(dirname(entry), SDK_ENTRY);
 const staged = source.replace(
   /(\bfrom\s*|\bimport\s*\(?\s*)(['"])@choreo\/sdk\2/g,
-  (_, keyword, quote) => `${keyword}${quote}${sdk}${quote}`,
+  (_, keyword, quote) => `${keyword}${quote}./${STAGED_SDK}/index.js${quote}`,
 );
-const stagedPath = join(dirname(entry), `.${basename(entry, '.js')}.choreo-build.js`);
-const cwd = commonAncestor(dirname(entry), SDK_DIR);
+const dir = dirname(entry);
+const stagedEntry = join(dir, `.${basename(entry, '.js')}.choreo-build.js`);
+const stagedSdk = join(dir, STAGED_SDK);
 const command = [
-  CLI, stagedPath, '--wit', resolve(args.wit), '--world-name', WORLD,
+  CLI, stagedEntry, '--wit', resolve(args.wit), '--world-name', WORLD,
   '-d', 'http', '-d', 'fetch-event', '-o', out,
 ];
-writeFileSync(stagedPath, staged);
 let result;
 try {
-  result = spawnSync(process.execPath, command, { cwd, stdio: 'inherit' });
+  rmSync(stagedSdk, { recursive: true, force: true });
+  cpSync(SDK_SRC, stagedSdk, { recursive: true });
+  writeFileSync(stagedEntry, staged);
+  result = spawnSync(process.execPath, command, { cwd: dir, stdio: 'inherit' });
 } finally {
-  rmSync(stagedPath, { force: true });
+  rmSync(stagedEntry, { force: true });
+  rmSync(stagedSdk, { recursive: true, force: true });
 }
 if (result.error) fail(`cannot run componentize-js: ${result.error.message}`);
 if (result.status !== 0) fail(`componentize-js failed (${result.status}): node ${command.join(' ')}`);
