@@ -32,7 +32,7 @@ Layout:
 - ``query``: :class:`Request` and :class:`Response` for the read side.
 - ``errors``: :class:`Retry`, :class:`Reject` and the SDK's exceptions.
 - ``world``: the glue componentize-py calls, mapping exceptions to WIT results.
-- ``_wit``: the generated bindings, imported in this one place.
+- ``_wit``: the generated bindings, imported in this one place; ``_bytes``: data to bytes.
 """
 
 from . import config, log, state

@@ -13,6 +13,7 @@ import json
 from typing import Any, Optional
 
 from . import _wit
+from ._bytes import to_bytes
 from .errors import PublishError, wit_variant_kind
 from .event import Event
 
@@ -43,7 +44,7 @@ def publish(
         datacontenttype=content_type,
         key=key,
         subject=subject,
-        data=data.encode("utf-8") if isinstance(data, str) else bytes(data),
+        data=to_bytes(data, "the data to publish"),
         extensions=list((extensions or {}).items()),
     )
     try:

@@ -7,6 +7,7 @@ import json
 from typing import Any, Optional
 
 from . import _wit
+from ._bytes import to_bytes
 from .errors import Reject
 
 
@@ -47,7 +48,7 @@ class Event:
                 time="1970-01-01T00:00:00Z",
                 datacontenttype=content_type,
                 subject=None,
-                data=data.encode() if isinstance(data, str) else bytes(data),
+                data=to_bytes(data, "the event data"),
                 seq=0,
                 key=key,
                 correlationid=id,

@@ -7,6 +7,7 @@ import json
 from typing import Any, Optional
 
 from . import _wit
+from ._bytes import to_bytes
 from .errors import HttpError
 
 _REASONS = {
@@ -104,7 +105,7 @@ class Response:
     ) -> None:
         self.status = status
         self.headers: list[tuple[str, str]] = list(headers or [])
-        self.body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        self.body = to_bytes(body, "a response body")
 
     @classmethod
     def json(cls, value: Any, status: int = 200) -> "Response":

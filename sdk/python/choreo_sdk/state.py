@@ -13,6 +13,7 @@ import json
 from typing import Any, Callable, Iterator, Optional
 
 from . import _wit
+from ._bytes import to_bytes
 from .errors import StateError, wit_variant_kind
 
 #: How many entries :func:`scan` asks for per call. choreo may cap it lower; the iterator
@@ -36,8 +37,7 @@ def get(key: str) -> Optional[bytes]:
 
 def set(key: str, value: bytes | str) -> None:
     """Stores ``value`` (bytes, or text encoded as UTF-8) under ``key``."""
-    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    _call(_wit.state.set, key, data)
+    _call(_wit.state.set, key, to_bytes(value, "a state value"))
 
 
 def delete(key: str) -> None:

@@ -195,6 +195,14 @@ class PublishTest(SdkTest):
         self.assertEqual(caught.exception.kind, "encode")
         self.assertIn("a.b", str(caught.exception))
 
+    def test_data_that_is_neither_bytes_nor_text_is_refused_pointing_to_the_json_variant(self) -> None:
+        with self.assertRaises(TypeError) as caught:
+            publish("a.b", {"n": 1})
+        self.assertIn("_json", str(caught.exception))
+        with self.assertRaises(TypeError):
+            state.set("k", 3)
+        self.assertEqual(self.host.published, [])
+
     def test_reply_goes_to_the_reply_topic_or_fails_naming_the_event(self) -> None:
         reply_json(Event.for_test("a.b", reply_to="$reply.r-1"), {"ok": True})
         self.assertEqual(self.host.published[0].topic, "$reply.r-1")
