@@ -17,6 +17,7 @@
 //! - `cloudevents`: structured and batch mode, idempotent publishes, and malformed
 //!   CloudEvents refused (issue 5).
 //! - `request_reply`: `?reply=wait` answered by a handler, timed out, and bounded.
+//! - `polyglot`: Python and JavaScript handlers built from source with choreo's SDKs.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -34,5 +35,6 @@ mod hostile;
 mod hot_deploy;
 mod http;
 mod openapi;
+mod polyglot;
 mod request_reply;
 mod tools;
