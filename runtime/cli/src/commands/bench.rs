@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 
-use self::report::{Ingress, Report};
+use self::report::{BatchIngress, Ingress, Report};
 use self::stats::{Percentiles, Progress, per_second};
 
 /// Where `cargo build -p choreo-test-guests` puts the relay component.
@@ -67,6 +67,9 @@ pub(crate) struct Args {
     /// Also measure NATS JetStream doing the same work (needs nats-server on the PATH)
     #[arg(long, env = "CHOREO_BENCH_NATS")]
     nats: bool,
+    /// Events per CloudEvents batch in the batch ingress phase
+    #[arg(long, env = "CHOREO_BENCH_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    batch_size: u64,
     /// Print the results as JSON instead of a table
     #[arg(long, env = "CHOREO_BENCH_JSON")]
     json: bool,
@@ -111,7 +114,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             report.deploy = Some(deploy::deploy_to_serving(&address, dir, &relay).await?);
         }
         report.ingress = Some(ingress(&address, args.events, connections, phase_limit).await?);
-        report.batch = batch_support(&address).await?;
+        report.batch = Some(
+            batch_ingress(
+                &address,
+                args.events,
+                connections,
+                args.batch_size,
+                phase_limit,
+            )
+            .await?,
+        );
         if let Some(dir) = &deploy_dir {
             chain::deploy_relays(&address, dir, &relay).await?;
             report.chain = Some(
@@ -227,23 +239,35 @@ async fn ingress(
     })
 }
 
-/// Why CloudEvents batches (`POST /v1/events`) were not measured: the server lacks batch
-/// mode, or (when it answers) this bench does not send batches yet.
-async fn batch_support(address: &str) -> anyhow::Result<Option<String>> {
-    let mut conn = api::Conn::open(address).await?;
-    let (status, _) = conn
-        .send(
-            http::Method::POST,
-            "/v1/events",
-            &[("content-type", "application/cloudevents-batch+json")],
-            Bytes::from_static(b"[]"),
-        )
-        .await?;
-    Ok(Some(
-        if status.is_success() || status == http::StatusCode::BAD_REQUEST {
-            "not measured (this bench does not send batches yet)".to_owned()
-        } else {
-            format!("not measured (POST /v1/events answers {})", status.as_u16())
+/// Durable batch ingress: `events` 256-byte events as CloudEvents batches of `batch`
+/// over `connections` connections.
+async fn batch_ingress(
+    address: &str,
+    events: u64,
+    connections: usize,
+    batch: u64,
+    limit: Duration,
+) -> anyhow::Result<BatchIngress> {
+    let line = Progress::start("batch ingress", events);
+    let begin = Instant::now();
+    let mut latencies = load::publish_batches(
+        load::Load {
+            address: address.to_owned(),
+            topic: "bench.batch".to_owned(),
+            keys: None,
+            events,
+            connections,
+            deadline: Instant::now() + limit,
         },
-    ))
+        batch,
+        line.counter(),
+    )
+    .await?;
+    let elapsed = begin.elapsed();
+    drop(line);
+    Ok(BatchIngress {
+        batch_size: batch,
+        events_per_s: per_second(events, elapsed),
+        latency: Percentiles::of(&mut latencies),
+    })
 }

@@ -122,6 +122,49 @@ impl Conn {
         serde_json::from_slice(&body).context("the publish answer is not {id, seq}")
     }
 
+    /// Publishes `datas` (JSON each) on `topic` as one CloudEvents batch
+    /// (`POST /v1/events`); returns once choreo has answered 202 for all of them.
+    pub(crate) async fn publish_batch(
+        &mut self,
+        topic: &str,
+        first: u64,
+        datas: Vec<Bytes>,
+    ) -> anyhow::Result<usize> {
+        let mut events = Vec::with_capacity(datas.len());
+        for (i, data) in datas.iter().enumerate() {
+            let data: serde_json::Value =
+                serde_json::from_slice(data).context("bench payloads are JSON")?;
+            events.push(serde_json::json!({
+                "specversion": "1.0",
+                "id": format!("bench-batch-{}-{}", std::process::id(), first + i as u64),
+                "source": "choreo://bench",
+                "type": "bench.batch",
+                "topic": topic,
+                "datacontenttype": "application/json",
+                "data": data,
+            }));
+        }
+        let body = serde_json::to_vec(&events).context("a batch serialises")?;
+        let headers = [("content-type", "application/cloudevents-batch+json")];
+        let (status, answer) = self
+            .send(Method::POST, "/v1/events", &headers, Bytes::from(body))
+            .await?;
+        anyhow::ensure!(
+            status == StatusCode::ACCEPTED,
+            "publishing a batch to {topic} answered {status}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let accepted: Vec<Published> =
+            serde_json::from_slice(&answer).context("the batch answer is not [{id, seq}]")?;
+        anyhow::ensure!(
+            accepted.len() == events.len(),
+            "a batch of {} was answered with {} acknowledgements",
+            events.len(),
+            accepted.len()
+        );
+        Ok(accepted.len())
+    }
+
     /// One page of events matching `pattern` after `after`, and where to continue.
     async fn events_after(
         &mut self,

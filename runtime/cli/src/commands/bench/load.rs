@@ -90,6 +90,49 @@ pub(crate) async fn publish(load: Load, progress: Progress) -> anyhow::Result<Ve
     Ok(all)
 }
 
+/// Publishes `load.events` events as CloudEvents batches of `batch` events over
+/// `load.connections` connections, each with one batch in flight. Returns every batch's
+/// latency (request sent → 202 read).
+pub(crate) async fn publish_batches(
+    load: Load,
+    batch: u64,
+    progress: Progress,
+) -> anyhow::Result<Vec<Duration>> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(load.connections);
+    for _ in 0..load.connections.max(1) {
+        let load = load.clone();
+        let next = next.clone();
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&load.address).await?;
+            let mut latencies = Vec::new();
+            loop {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                if first >= load.events {
+                    return anyhow::Ok(latencies);
+                }
+                anyhow::ensure!(
+                    Instant::now() < load.deadline,
+                    "publishing {} events in batches did not finish before the deadline",
+                    load.events
+                );
+                let last = (first + batch).min(load.events);
+                let datas = (first..last).map(payload).collect();
+                let start = Instant::now();
+                let sent = conn.publish_batch(&load.topic, first, datas).await?;
+                latencies.push(start.elapsed());
+                progress.add(sent as u64);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
