@@ -52,6 +52,9 @@ pub(crate) struct ServeFlags {
     /// Largest HTTP request body, in bytes [default: 1048576]
     #[arg(long, env = "CHOREO_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
+    /// Most live streams (`GET /v1/stream`, `choreo tail`) open at once [default: 256]
+    #[arg(long, env = "CHOREO_MAX_STREAM_CLIENTS")]
+    pub(crate) max_stream_clients: Option<usize>,
 }
 
 /// The config file: the same settings, all optional.
@@ -66,6 +69,7 @@ struct FileSettings {
     log_format: Option<String>,
     shutdown_grace_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    max_stream_clients: Option<usize>,
 }
 
 /// How logs are printed.
@@ -86,6 +90,7 @@ pub(crate) struct ServeConfig {
     pub(crate) log_format: LogFormat,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_stream_clients: usize,
 }
 
 impl ServeConfig {
@@ -132,6 +137,10 @@ impl ServeConfig {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(choreo_ingress::DEFAULT_MAX_BODY_BYTES),
+            max_stream_clients: flags
+                .max_stream_clients
+                .or(file.max_stream_clients)
+                .unwrap_or(choreo_ingress::DEFAULT_MAX_STREAM_CLIENTS),
         })
     }
 }

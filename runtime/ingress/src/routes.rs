@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::problem::Problem;
-use crate::{AppState, events, handlers, publish, query};
+use crate::{AppState, events, handlers, publish, query, stream, trace};
 
 /// A response with a fully buffered body: what most resources answer.
 pub type Reply = Response<Full<Bytes>>;
@@ -24,6 +24,11 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segments == ["v1", "stream"] && method == Method::GET {
+        let response = stream::open(state, &request);
+        tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+        return response;
+    }
     let reply = match segments.as_slice() {
         ["healthz"] => only(&method, &path, Method::GET, || text(StatusCode::OK, "ok")),
         ["readyz"] => only(&method, &path, Method::GET, || {
@@ -47,6 +52,9 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         ["v1", "handlers"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
         ["v1", "events"] if method == Method::GET => events::list(state, &request).await,
         ["v1", "events"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "events", id] if method == Method::GET => trace::show(state, id).await,
+        ["v1", "events", _] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "stream"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
         ["v1", "query", handler, rest @ ..] if method == Method::GET || method == Method::POST => {
             let handler = (*handler).to_owned();
             let rest = rest.join("/");

@@ -16,7 +16,7 @@ use choreo_broker::{Broker, SledBroker};
 use choreo_deploy::{Change, DeployConfig, Deployer};
 use choreo_dispatch::{DispatchPlan, Dispatcher};
 use choreo_host::Host;
-use choreo_ingress::{AppState, IngressConfig};
+use choreo_ingress::{AppState, IngressConfig, Streams};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{LogFormat, ServeConfig, ServeFlags};
@@ -65,7 +65,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ready: false.into(),
         config: IngressConfig {
             max_body_bytes: config.max_body_bytes,
+            max_stream_clients: config.max_stream_clients,
         },
+        streams: Streams::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(choreo_ingress::serve(
