@@ -9,6 +9,8 @@
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
+//! - `observe`: an event's causation tree and `choreo trace`; the live stream (SSE) and
+//!   `choreo tail`.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -22,3 +24,4 @@ mod crash;
 mod harness;
 mod hostile;
 mod hot_deploy;
+mod observe;
