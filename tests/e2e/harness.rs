@@ -130,16 +130,18 @@ impl Server {
     }
 
     /// Starts `choreo serve` on `dirs` with `extra` flags and waits until it is ready.
+    /// It listens on a free port unless `extra` has a `--listen`.
     pub async fn start_with(dirs: &Dirs, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "serve".to_owned(),
-            "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
+        let mut args = vec!["serve".to_owned()];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        args.extend([
             "--data-dir".to_owned(),
             dirs.data().display().to_string(),
             "--deploy-dir".to_owned(),
             dirs.deploy().display().to_string(),
-        ];
+        ]);
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let command = format!("CHOREO_LOG=info {CHOREO} {}", args.join(" "));
         let mut child = Command::new(CHOREO)

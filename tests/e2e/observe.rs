@@ -1,6 +1,6 @@
 //! Watching choreo work: `GET /v1/events/{id}` with its causation tree and `choreo
 //! trace`; the live tail `GET /v1/stream` (server-sent events) with `Last-Event-ID`
-//! resume, its client limit and its end at shutdown; and `choreo tail`.
+//! resume, its client limit and its end at shutdown; and `choreo tail`, across a restart.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -366,44 +366,81 @@ async fn choreo_tail_prints_events_as_they_are_published() {
     // Starting at a known seq, so nothing depends on when tail connects.
     let first = publish(&server, "tail.one", 1).await;
     publish(&server, "untailed.x", 2).await;
-    let mut tail = Command::new(CHOREO)
-        .args(["tail", "tail.>", "--url"])
-        .arg(format!("http://{}", server.addr))
-        .arg("--from-seq")
-        .arg(first["seq"].to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = tail.stdout.take().unwrap();
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut tail = Tail::spawn(&server, &first);
     let second = publish(&server, "tail.two.deep", 3).await;
-    let mut seen = Vec::new();
-    for _ in 0..2 {
-        let line = tokio::time::timeout(EVENT_DEADLINE, lines.recv())
+    tail.expect(&first, "tail.one", 1).await;
+    tail.expect(&second, "tail.two.deep", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choreo_tail_resumes_after_a_restart_without_gap_or_duplicate() {
+    let dirs = Dirs::create();
+    let mut server = Server::start(&dirs).await;
+    let addr = server.addr.to_string();
+    let first = publish(&server, "tail.one", 1).await;
+    let mut tail = Tail::spawn(&server, &first);
+    tail.expect(&first, "tail.one", 1).await;
+    server.kill();
+    // Same port, same store: tail reconnects on its own with Last-Event-ID.
+    let server = Server::start_with(&dirs, &["--listen", &addr]).await;
+    let second = publish(&server, "tail.two", 2).await;
+    let third = publish(&server, "tail.three", 3).await;
+    tail.expect(&second, "tail.two", 2).await;
+    tail.expect(&third, "tail.three", 3).await;
+}
+
+/// A running `choreo tail 'tail.>'` and the lines it prints. Killed when dropped.
+struct Tail {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl Tail {
+    /// Follows `tail.>` from the seq of `from`, so nothing depends on when it connects.
+    fn spawn(api: &Api, from: &Value) -> Tail {
+        let mut child = Command::new(CHOREO)
+            .args(["tail", "tail.>", "--url"])
+            .arg(format!("http://{}", api.addr))
+            .arg("--from-seq")
+            .arg(from["seq"].to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Tail {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line is `event`'s: seq, topic, id and data `{"n":N}`.
+    async fn expect(&mut self, event: &Value, topic: &str, n: u64) {
+        let seen = &self.seen;
+        let line = tokio::time::timeout(EVENT_DEADLINE, self.lines.recv())
             .await
             .unwrap_or_else(|_| panic!("choreo tail printed nothing new; so far {seen:?}"))
-            .expect("choreo tail exited");
-        seen.push(line);
-    }
-    tail.kill().unwrap();
-    tail.wait().unwrap();
-    for (line, (event, topic, n)) in seen
-        .iter()
-        .zip([(&first, "tail.one", 1), (&second, "tail.two.deep", 3)])
-    {
+            .unwrap_or_else(|| panic!("choreo tail exited; it printed {seen:?}"));
         let id = event["id"].as_str().unwrap();
-        assert_eq!(
-            line,
-            &format!("{}  {topic}  {id}  {{\"n\":{n}}}", event["seq"]),
-            "{seen:?}"
-        );
+        let expected = format!("{}  {topic}  {id}  {{\"n\":{n}}}", event["seq"]);
+        assert_eq!(line, expected, "after {seen:?}");
+        self.seen.push(line);
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
