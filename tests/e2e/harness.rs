@@ -134,18 +134,19 @@ impl Server {
         Server::start_with(dirs, &[], &[]).await
     }
 
-    /// Starts `choreo serve` on `dirs` with more arguments and environment variables,
-    /// and waits until it is ready.
+    /// Starts `choreo serve` on `dirs` with `extra` flags and `env` variables, and waits
+    /// until it is ready. It listens on a free port unless `extra` has a `--listen`.
     pub async fn start_with(dirs: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut args = vec![
-            "serve".to_owned(),
-            "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
+        let mut args = vec!["serve".to_owned()];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        args.extend([
             "--data-dir".to_owned(),
             dirs.data().display().to_string(),
             "--deploy-dir".to_owned(),
             dirs.deploy().display().to_string(),
-        ];
+        ]);
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let command = format!("CHOREO_LOG=info {CHOREO} {}", args.join(" "));
         let mut child = Command::new(CHOREO)
@@ -213,6 +214,24 @@ impl Server {
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits (up to `deadline`) for the server to exit; its exit status.
+    pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "choreo serve did not exit within {deadline:?} of SIGTERM"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// Everything the server wrote so far.

@@ -18,6 +18,8 @@
 //!   CloudEvents refused (issue 5).
 //! - `request_reply`: `?reply=wait` answered by a handler, timed out, and bounded.
 //! - `polyglot`: Python and JavaScript handlers built from source with choreo's SDKs.
+//! - `observe`: an event's causation tree and `choreo trace`; the live stream (SSE) and
+//!   `choreo tail`.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -34,6 +36,7 @@ mod harness;
 mod hostile;
 mod hot_deploy;
 mod http;
+mod observe;
 mod openapi;
 mod polyglot;
 mod request_reply;

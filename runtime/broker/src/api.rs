@@ -101,6 +101,11 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// The first retained event with this id.
     async fn event_by_id(&self, id: &EventId) -> Result<Option<RecordedEvent>>;
 
+    /// Up to `limit` (at most [`crate::MAX_READ_ROWS`]) retained events whose
+    /// `causationid` is `id`, in seq order: the events published by handling it. Only
+    /// durable events are read.
+    async fn caused_by(&self, id: &EventId, limit: usize) -> Result<Vec<RecordedEvent>>;
+
     /// One handler's queue statistics.
     async fn stats(&self, handler: &HandlerName) -> Result<HandlerStats>;
 

@@ -19,7 +19,7 @@
 //! - `clock`: [`Clock`], wall-clock time driven by tokio's (pausable) clock.
 //! - `sled_broker`: [`SledBroker`], input checks, forwarding to the writer.
 //! - `lease`: leasing with a long poll.
-//! - `reads`: log, id, state and dead-letter reads.
+//! - `reads`: log, id, causation, state and dead-letter reads.
 //! - `writer`: the group-commit thread and its requests.
 //! - `durable`: the second stage of the group commit: flush, fdatasync, answer.
 //! - `txn`: building one group (publish with fan-out and dedup, commit, subscribe).

@@ -1,5 +1,5 @@
-//! Reads served straight from the tree: the log, events by id, handler state and
-//! dead-letters. They never go through the writer.
+//! Reads served straight from the tree: the log, events by id and by cause, handler
+//! state and dead-letters. They never go through the writer.
 //!
 //! Nobody outside a delivery sees a write that a crash could still take back. Log
 //! reads stop at the last durable seq. Other records have no seq to stop at, and sled
@@ -147,6 +147,31 @@ impl SledBroker {
             }
         }
         first.map(|seq| read_event(&self.tree, seq)).transpose()
+    }
+
+    pub(crate) fn find_caused_by(&self, id: &EventId, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let durable = *self.shared.durable_seq.borrow();
+        let mut events = Vec::new();
+        // Index keys sort by seq, so everything past the durable seq comes last.
+        for key in self.tree.scan_prefix(records::cause_prefix(id)).keys() {
+            if events.len() >= limit.min(MAX_READ_ROWS) {
+                break;
+            }
+            let key = key.map_err(|e| Error::storage("reading the causation index", e))?;
+            let seq = records::cause_seq(&key)?;
+            if seq > durable {
+                break;
+            }
+            // Retention may have trimmed the event between the two reads.
+            if let Some(bytes) = get(&self.tree, &records::log_key(seq), "reading an event")? {
+                let stored = records::decode_event(&bytes)?;
+                events.push(RecordedEvent {
+                    seq,
+                    event: stored.event,
+                });
+            }
+        }
+        Ok(events)
     }
 
     pub(crate) fn list_dead_letters(

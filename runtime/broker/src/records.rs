@@ -8,6 +8,7 @@
 //! |--------|--------------------------------------|-----------------------|
 //! | `L`    | seq (u64 BE)                         | [`StoredEvent`]       |
 //! | `I`    | event id, `0x00`, source             | [`IdRecord`]          |
+//! | `C`    | causation id, `0x00`, seq (u64 BE)   | empty                 |
 //! | `Q`    | handler, `0x00`, seq (u64 BE)        | [`EntryRecord`]       |
 //! | `S`    | handler, `0x00`, state key           | raw state value       |
 //! | `X`    | handler, `0x00`, seq (u64 BE)        | [`DeadLetterRecord`]  |
@@ -17,7 +18,10 @@
 //! `0x00` cannot occur in a handler name or an event id, so it ends them unambiguously.
 //! The `I` index serves both lookups by id (prefix scan) and deduplication by
 //! (`source`, `id`) (point lookup). A queue entry carries its ordering key and its lease,
-//! so recovery rebuilds every queue from the `Q` range alone.
+//! so recovery rebuilds every queue from the `Q` range alone. The `C` index lists, per
+//! event id, the events whose `causationid` names it, in seq order: a causation tree is
+//! then walked one prefix scan per node instead of a scan of the log. An entry is written
+//! in the batch that appends its event and removed in the batch that trims it.
 
 use choreo_core::{Event, EventId, HandlerName, Pattern};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -51,6 +55,27 @@ pub(crate) fn id_key(id: &EventId, source: &str) -> Vec<u8> {
     let mut key = id_prefix(id);
     key.extend_from_slice(source.as_bytes());
     key
+}
+
+/// The prefix of the `C` entries of the events caused by `cause`.
+pub(crate) fn cause_prefix(cause: &EventId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + cause.as_str().len() + 8);
+    key.push(b'C');
+    key.extend_from_slice(cause.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+/// The `C` entry of the event at `seq`, caused by `cause`.
+pub(crate) fn cause_key(cause: &EventId, seq: u64) -> Vec<u8> {
+    let mut key = cause_prefix(cause);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The seq a `C` key ends with.
+pub(crate) fn cause_seq(key: &[u8]) -> Result<u64> {
+    seq_suffix(key).ok_or_else(|| Error::corrupt("causation index key", "shorter than 9 bytes"))
 }
 
 /// The prefix of a handler's records of kind `kind` (`Q`, `S` or `X`).
@@ -201,6 +226,12 @@ mod tests {
         assert!(queue_key(&h, 9) < queue_key(&h, 10));
         assert!(log_key(255) < log_key(256));
         assert_eq!(log_seq(&log_key(77)).unwrap(), 77);
+        let cause = EventId::new("e1").unwrap();
+        assert_eq!(cause_seq(&cause_key(&cause, 300)).unwrap(), 300);
+        assert!(cause_key(&cause, 9) < cause_key(&cause, 10));
+        // An id that extends another's does not fall in its range.
+        let longer = EventId::new("e10").unwrap();
+        assert!(!cause_key(&longer, 1).starts_with(&cause_prefix(&cause)));
         // A handler whose name extends another's does not fall in its range.
         let longer = HandlerName::new("orders-eu").unwrap();
         assert!(!queue_key(&longer, 1).starts_with(&handler_prefix(b'Q', &h)));

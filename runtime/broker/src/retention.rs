@@ -46,6 +46,9 @@ impl crate::txn::Group<'_> {
             {
                 self.batch.remove(id_key);
             }
+            if let Some(cause) = &stored.event.causation_id {
+                self.batch.remove(records::cause_key(cause, seq));
+            }
             self.batch.remove(key);
             self.log_bytes = self.log_bytes.saturating_sub(value.len() as u64);
             self.mark_meta_dirty();

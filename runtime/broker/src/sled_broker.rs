@@ -326,6 +326,10 @@ impl Broker for SledBroker {
         self.find_event(id)
     }
 
+    async fn caused_by(&self, id: &EventId, limit: usize) -> Result<Vec<RecordedEvent>> {
+        self.find_caused_by(id, limit)
+    }
+
     async fn stats(&self, handler: &HandlerName) -> Result<HandlerStats> {
         Ok(self.shared.registry().get(handler)?.stats(handler))
     }

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::records::{
     self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, SubRecord, decode,
@@ -41,16 +42,45 @@ pub(crate) struct Recovered {
     pub(crate) meta: Meta,
 }
 
+/// How long opening waits for the store's lock before giving up.
+///
+/// Decision: a short wait, not an immediate failure. The lock is an `flock` on sled's
+/// files; any process this one forks holds a copy of it between `fork` and `exec` (the
+/// descriptor closes only on exec), and a choreo restarted by a supervisor can overlap its
+/// predecessor's last moments. Both clear within milliseconds; a second choreo really
+/// running on the same directory still gets a clear error.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+fn open_locked(config: &Config) -> Result<sled::Db> {
+    let started = Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_bytes)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        // sled reports a held lock as an `Other` I/O error with this message.
+        let locked = |err: &sled::Error| matches!(err, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
+        match opened {
+            Err(err) if locked(&err) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) if locked(&err) => {
+                return Err(Error::storage(
+                    "opening the store: another process holds it (is another choreo running on this data dir?)",
+                    err,
+                ));
+            }
+            other => return other.map_err(|e| Error::storage("opening the store", e)),
+        }
+    }
+}
+
 pub(crate) fn open(config: &Config) -> Result<(Store, Syncer, Recovered)> {
     std::fs::create_dir_all(&config.path)
         .map_err(|e| Error::storage("creating the store directory", e))?;
-    let db = sled::Config::new()
-        .path(&config.path)
-        .cache_capacity(config.cache_bytes)
-        .flush_every_ms(None)
-        .mode(sled::Mode::HighThroughput)
-        .open()
-        .map_err(|e| Error::storage("opening the store", e))?;
+    let db = open_locked(config)?;
     let tree = db
         .open_tree(TREE)
         .map_err(|e| Error::storage("opening the store's tree", e))?;

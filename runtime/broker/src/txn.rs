@@ -4,7 +4,8 @@
 //! Every request is checked before it adds anything to the batch, so a request refused
 //! for its input leaves the group (and the store) as it was. Sequence numbers are given
 //! out here, in request order; appending an event and enqueueing it for every matching
-//! handler land in the same batch, which is what makes fan-out atomic with the append.
+//! handler land in the same batch, which is what makes fan-out atomic with the append;
+//! so do the event's id and causation index entries.
 //! Dead-letters and replays live in `dlq.rs`, retention and handler removal in
 //! `retention.rs`; both add to the same [`Group`].
 
@@ -174,6 +175,9 @@ impl<'a> Group<'a> {
         };
         self.batch.insert(id_key.as_slice(), encode(&id_record));
         self.dedup.insert(id_key, seq);
+        if let Some(cause) = &event.causation_id {
+            self.batch.insert(records::cause_key(cause, seq), &[]);
+        }
         let stored = encode(&StoredEvent {
             appended_ms: self.now_ms,
             event: &event,

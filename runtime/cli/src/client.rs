@@ -1,4 +1,4 @@
-//! The HTTP client the client commands (`publish`, `handlers`) share.
+//! The HTTP client the client commands (`publish`, `handlers`, `trace`, `tail`) share.
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -30,6 +30,39 @@ pub(crate) fn authorization() -> Option<String> {
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) body: Bytes,
+}
+
+/// Characters left as they are in a path segment or query value; everything else is
+/// percent-encoded (RFC 3986 unreserved characters only).
+const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` percent-encoded for a path segment or a query value.
+pub(crate) fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, ENCODE).to_string()
+}
+
+/// Sends a GET and returns the response as soon as its head arrives, for the caller to
+/// read the body as it streams.
+pub(crate) async fn open_stream(
+    url: &str,
+    headers: &[(&str, String)],
+) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = Request::builder().method(Method::GET).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::new()))
+        .with_context(|| format!("invalid request to {url}"))?;
+    client
+        .request(request)
+        .await
+        .with_context(|| format!("cannot reach choreo at {url} (is `choreo serve` running?)"))
 }
 
 /// Sends one request and reads the whole answer.

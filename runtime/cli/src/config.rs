@@ -70,6 +70,9 @@ pub(crate) struct ServeFlags {
     /// Longest wait a `?reply=wait` publish may ask for, in milliseconds, at most 300000 [default: 300000]
     #[arg(long, env = "CHOREO_MAX_REPLY_TIMEOUT_MS")]
     pub(crate) max_reply_timeout_ms: Option<u64>,
+    /// Most live streams (`GET /v1/stream`, `choreo tail`) open at once [default: 256]
+    #[arg(long, env = "CHOREO_MAX_STREAM_CLIENTS")]
+    pub(crate) max_stream_clients: Option<usize>,
 }
 
 /// The config file: the same settings, all optional.
@@ -84,6 +87,7 @@ struct FileSettings {
     log_format: Option<String>,
     shutdown_grace_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    max_stream_clients: Option<usize>,
     max_batch_events: Option<usize>,
     max_reply_waiters: Option<usize>,
     max_header_bytes: Option<usize>,
@@ -160,6 +164,7 @@ pub(crate) struct ServeConfig {
     pub(crate) max_reply_waiters: usize,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_reply_timeout: Duration,
+    pub(crate) max_stream_clients: usize,
 }
 
 impl ServeConfig {
@@ -262,6 +267,10 @@ impl ServeConfig {
             max_reply_waiters,
             max_header_bytes,
             max_reply_timeout,
+            max_stream_clients: flags
+                .max_stream_clients
+                .or(file.max_stream_clients)
+                .unwrap_or(choreo_ingress::DEFAULT_MAX_STREAM_CLIENTS),
         })
     }
 }

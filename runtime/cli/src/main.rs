@@ -4,7 +4,8 @@
 //! Layout:
 //! - `config`: `choreo serve`'s settings from flags, `CHOREO_*` variables and a config file.
 //! - `client`: the small HTTP client the client commands share.
-//! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `deploy`, `bench`).
+//! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `trace`, `tail`,
+//!   `deploy`, `bench`).
 
 mod client;
 mod commands;
@@ -33,6 +34,10 @@ enum Command {
     Publish(commands::publish::Args),
     /// List the handlers of a running choreo.
     Handlers(commands::handlers::Args),
+    /// Show an event and everything its handling caused, as a tree.
+    Trace(commands::trace::Args),
+    /// Print events on matching topics as they are published, until Ctrl-C.
+    Tail(commands::tail::Args),
     /// Validate a component locally, then copy it into the deploy folder atomically.
     Deploy(commands::deploy::Args),
     /// Measure a choreo (started here, or --url) and, with --nats, JetStream side by side.
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Publish(args) => commands::publish::run(args).await,
             Command::Handlers(args) => commands::handlers::run(args).await,
+            Command::Trace(args) => commands::trace::run(args).await,
+            Command::Tail(args) => commands::tail::run(args).await,
             Command::Deploy(args) => commands::deploy::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
         }

@@ -32,6 +32,10 @@ pub struct HandlerSettings {
     pub config: BTreeMap<String, String>,
 }
 
+/// The `source` of every event a handler publishes is this prefix followed by the
+/// handler's name, so a trace can tell which handler produced an event.
+pub const HANDLER_SOURCE_PREFIX: &str = "choreo://handler/";
+
 /// A handler ready to be called.
 #[derive(Clone)]
 pub struct LoadedHandler {
@@ -163,7 +167,7 @@ impl Host {
             pre,
             declared: info.publishes.clone().into(),
             label: Arc::from(info.name.as_str()),
-            source: Arc::from(format!("choreo://handler/{}", info.name)),
+            source: Arc::from(format!("{HANDLER_SOURCE_PREFIX}{}", info.name)),
             info: Arc::new(info),
             limits,
             config,

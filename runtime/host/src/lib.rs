@@ -39,7 +39,10 @@ mod state;
 pub use component::ACCEPTED_WORLD_VERSIONS;
 pub use engine::{EPOCH_TICK, Host, PoolConfig};
 pub use error::{CallError, Error, Failure, TrapKind};
-pub use handler::{HandleOutcome, HandlerSettings, LoadedHandler, QueryRequest, QueryResponse};
+pub use handler::{
+    HANDLER_SOURCE_PREFIX, HandleOutcome, HandlerSettings, LoadedHandler, QueryRequest,
+    QueryResponse,
+};
 pub use info::{HandlerInfo, TopicSchema};
 pub use limits::Limits;
 pub use output::GUEST_LOG_TARGET;

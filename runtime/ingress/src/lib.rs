@@ -1,11 +1,13 @@
 //! choreo's HTTP ingress (hyper): publishing over HTTP with the CloudEvents binding (binary,
-//! structured and batch modes) and request-reply, browsing the log, handlers' read side, the handler catalog, and health and
+//! structured and batch modes) and request-reply, browsing and tracing the log, a live
+//! tail as server-sent events, handlers' read side, the handler catalog, and health and
 //! readiness probes. Every error is
 //! `application/problem+json` with a message a person can act on.
 //!
 //! It holds little state of its own: [`AppState`] points at the broker (publishing,
 //! queue statistics), the deploy registry (what is deployed) and the dispatcher
-//! (delivery counters); its own is the requests waiting for replies. It never touches
+//! (delivery counters); its own are the requests waiting for replies and the open live
+//! streams ([`Streams`]). It never touches
 //! wasmtime types.
 //!
 //! Layout:
@@ -16,6 +18,8 @@
 //! - `reply`: request-reply (`?reply=wait`), the hub that hands replies to waiters.
 //! - `handlers`: `GET /v1/handlers`.
 //! - `events`: `GET /v1/events`.
+//! - `trace`: `GET /v1/events/{id}`, an event with its causation tree.
+//! - `stream`: `GET /v1/stream`, the log as server-sent events.
 //!
 //! Parsing CloudEvents (binary, structured and batch modes) and writing them is the
 //! `choreo-cloudevents` crate's job; this crate maps its refusals to problem+json.
@@ -31,6 +35,8 @@ mod query;
 mod reply;
 mod routes;
 mod server;
+mod stream;
+mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -46,6 +52,8 @@ pub use choreo_cloudevents::{DEFAULT_SOURCE, SPEC_VERSION, percent_encode_header
 pub use problem::Problem;
 pub use reply::{DEFAULT_MAX_REPLY_WAITERS, DEFAULT_REPLY_TIMEOUT, MAX_REPLY_TIMEOUT};
 pub use server::{SHUTDOWN_GRACE, serve};
+pub use stream::{KEEP_ALIVE, STREAM_PAGE, Streams};
+pub use trace::{MAX_TRACE_DEPTH, MAX_TRACE_NODES, producer};
 
 /// Largest request body accepted by default: the broker's largest event (1 MiB) plus
 /// room for attributes sent in the body.
@@ -54,6 +62,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// Most events in one batch-mode request by default: as many as the broker appends in
 /// one step ([`choreo_broker::MAX_BATCH_EVENTS`]), which is also the most allowed.
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = choreo_broker::MAX_BATCH_EVENTS;
+/// Live streams (`GET /v1/stream`) open at once by default. Each holds a connection, a
+/// task's worth of memory and a page of events; past the limit clients get 503.
+pub const DEFAULT_MAX_STREAM_CLIENTS: usize = 256;
 
 /// Limits of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +83,9 @@ pub struct IngressConfig {
     /// Longest `timeout` a `reply=wait` may ask for (400 beyond), at most
     /// [`MAX_REPLY_TIMEOUT`]; also caps the default wait. Default [`MAX_REPLY_TIMEOUT`].
     pub max_reply_timeout: std::time::Duration,
+    /// Most live streams open at once (answer 503 beyond). Default
+    /// [`DEFAULT_MAX_STREAM_CLIENTS`].
+    pub max_stream_clients: usize,
 }
 
 /// Largest request head accepted by default: far beyond any real client's, far below
@@ -90,6 +104,7 @@ impl Default for IngressConfig {
             max_reply_waiters: DEFAULT_MAX_REPLY_WAITERS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_reply_timeout: MAX_REPLY_TIMEOUT,
+            max_stream_clients: DEFAULT_MAX_STREAM_CLIENTS,
         }
     }
 }
@@ -110,6 +125,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Requests waiting for replies.
     pub(crate) replies: ReplyHub,
+    /// The open live streams, and the signal that ends them when the server stops.
+    pub streams: Streams,
 }
 
 impl AppState {
@@ -129,6 +146,7 @@ impl AppState {
             ready: AtomicBool::new(false),
             config,
             auth,
+            streams: Streams::default(),
         }
     }
 }

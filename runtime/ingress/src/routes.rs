@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{Caller, Need};
 use crate::problem::Problem;
-use crate::{AppState, events, handlers, publish, query};
+use crate::{AppState, events, handlers, publish, query, stream, trace};
 
 /// A response with a fully buffered body: what most resources answer.
 pub type Reply = Response<Full<Bytes>>;
@@ -33,6 +33,11 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
             return problem.into_response().map(BodyExt::boxed_unsync);
         }
     };
+    if segments == ["v1", "stream"] && method == Method::GET {
+        let response = stream::open(state, &request);
+        tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+        return response;
+    }
     let reply = match segments.as_slice() {
         ["healthz"] => only(&method, &path, Method::GET, || text(StatusCode::OK, "ok")),
         ["readyz"] => only(&method, &path, Method::GET, || {
@@ -62,6 +67,9 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         ["v1", "events"] => {
             Problem::method_not_allowed(&method, &path, "GET or POST").into_response()
         }
+        ["v1", "events", id] if method == Method::GET => trace::show(state, id).await,
+        ["v1", "events", _] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "stream"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
         ["v1", "query", handler, rest @ ..] if method == Method::GET || method == Method::POST => {
             let handler = (*handler).to_owned();
             let rest = rest.join("/");

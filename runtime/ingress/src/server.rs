@@ -17,8 +17,8 @@ use crate::routes;
 /// How long a stop waits for requests in progress before closing their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves the API on `listener` until `shutdown` resolves, then stops accepting and
-/// waits (up to [`SHUTDOWN_GRACE`]) for requests in progress. Takes an already-bound
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, ends
+/// live streams, and waits (up to [`SHUTDOWN_GRACE`]) for requests in progress. Takes an already-bound
 /// listener so callers (and tests) can bind port 0 and read the real address.
 pub async fn serve(
     listener: TcpListener,
@@ -62,6 +62,8 @@ pub async fn serve(
             }
         });
     }
+    // Live streams never finish by themselves: end them, so their connections can close.
+    state.streams.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

@@ -7,7 +7,8 @@
 //! The child is this test binary again, running `crash_child` with the store's directory
 //! in [`CHILD_ENV`]; it reports what returned on stdout, one line per fact. Beside the
 //! loop, a reader in the child keeps reading the state of the newest deliveries the way a
-//! query does, and reports what it saw: a crash must keep every value a reader saw.
+//! query does, and the events they caused the way a trace does, and reports what it saw:
+//! a crash must keep every value and every event a reader saw.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -52,7 +53,7 @@ fn crash_child() {
             .await
             .unwrap();
         let broker = std::sync::Arc::new(broker);
-        let newest_leased = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let newest_leased = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         tokio::spawn(read_like_a_query(broker.clone(), newest_leased.clone()));
         let mut rng = rand::rng();
         loop {
@@ -74,13 +75,17 @@ fn crash_child() {
             let mut outcomes = Vec::new();
             for d in &deliveries {
                 let seq = d.event.seq;
-                newest_leased.fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
+                newest_leased
+                    .lock()
+                    .unwrap()
+                    .push((seq, d.event.event.id.clone()));
                 outcomes.push(if rng.random_bool(0.1) {
                     Outcome::retry(d.token.clone(), "flaky")
                 } else {
                     let out = |suffix: &str| {
                         let mut e = event("out.order");
                         e.id = EventId::new(format!("o-{seq}-{suffix}")).unwrap();
+                        e.causation_id = Some(d.event.event.id.clone());
                         e
                     };
                     let write = |suffix: &str| StateWrite {
@@ -104,27 +109,34 @@ fn crash_child() {
     });
 }
 
-/// Reads the state the newest deliveries write, as a query would, and reports each value
-/// it sees.
+/// Reads the state the newest deliveries write, as a query would, and the events they
+/// caused, as a trace would, and reports each one it sees.
 async fn read_like_a_query(
     broker: std::sync::Arc<SledBroker>,
-    newest_leased: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    leased: std::sync::Arc<std::sync::Mutex<Vec<(u64, EventId)>>>,
 ) {
     let mut seen = BTreeSet::new();
+    let mut traced = BTreeSet::new();
     loop {
-        let newest = newest_leased.load(std::sync::atomic::Ordering::Relaxed);
-        for seq in newest.saturating_sub(8)..=newest {
-            if seen.contains(&seq) {
-                continue;
+        let newest: Vec<(u64, EventId)> = {
+            let leased = leased.lock().unwrap();
+            leased.iter().rev().take(8).cloned().collect()
+        };
+        for (seq, id) in newest {
+            if !seen.contains(&seq) {
+                let key = format!("s/{seq}/a");
+                let value = broker
+                    .state_get(&handler("worker"), key.as_bytes(), StateView::Durable)
+                    .await
+                    .unwrap();
+                if value.is_some() {
+                    seen.insert(seq);
+                    report(format!("S {seq}"));
+                }
             }
-            let key = format!("s/{seq}/a");
-            let value = broker
-                .state_get(&handler("worker"), key.as_bytes(), StateView::Durable)
-                .await
-                .unwrap();
-            if value.is_some() {
-                seen.insert(seq);
-                report(format!("S {seq}"));
+            if !traced.contains(&seq) && !broker.caused_by(&id, 10).await.unwrap().is_empty() {
+                traced.insert(seq);
+                report(format!("T {seq}"));
             }
         }
         tokio::task::yield_now().await;
@@ -137,6 +149,7 @@ fn committed_work_survives_sigkill_at_random_points() {
     let mut published: BTreeMap<u64, String> = BTreeMap::new();
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     let mut read: BTreeSet<u64> = BTreeSet::new();
+    let mut traced: BTreeSet<u64> = BTreeSet::new();
     let mut rng = rand::rng();
     for round in 0..KILLS {
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -180,16 +193,20 @@ fn committed_work_survives_sigkill_at_random_points() {
                 (Some("S"), Some(seq), None) => {
                     read.insert(seq.parse().unwrap());
                 }
+                (Some("T"), Some(seq), None) => {
+                    traced.insert(seq.parse().unwrap());
+                }
                 _ => panic!("unexpected child line {line:?}"),
             }
         }
-        check(dir.path(), &published, &acked, &read);
+        check(dir.path(), &published, &acked, &read, &traced);
     }
     eprintln!(
-        "{KILLS} kills: {} publishes, {} acks and {} state reads reported by the child, all accounted for",
+        "{KILLS} kills: {} publishes, {} acks, {} state reads and {} traces reported by the child, all accounted for",
         published.len(),
         acked.len(),
-        read.len()
+        read.len(),
+        traced.len()
     );
     assert!(
         acked.len() > KILLS,
@@ -204,6 +221,7 @@ fn check(
     published: &BTreeMap<u64, String>,
     acked: &BTreeSet<u64>,
     read: &BTreeSet<u64>,
+    traced: &BTreeSet<u64>,
 ) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -249,7 +267,20 @@ fn check(
                 .state_get(&worker, format!("s/{seq}/b").as_bytes(), StateView::Durable)
                 .await
                 .unwrap();
-            let parts = [out_a, out_b, state_a.is_some(), state_b.is_some()];
+            let caused: Vec<String> = broker
+                .caused_by(&e.event.id, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.event.id.to_string())
+                .collect();
+            let parts = [
+                out_a,
+                out_b,
+                state_a.is_some(),
+                state_b.is_some(),
+                caused == [format!("o-{seq}-a"), format!("o-{seq}-b")],
+            ];
             assert!(
                 parts.iter().all(|p| *p) || parts.iter().all(|p| !*p),
                 "outcome for seq {seq} is partial: {parts:?}"
@@ -259,6 +290,9 @@ fn check(
             }
             if read.contains(&seq) {
                 assert!(out_a, "the state of seq {seq} was read, then lost");
+            }
+            if traced.contains(&seq) {
+                assert!(out_a, "the events seq {seq} caused were traced, then lost");
             }
             if !out_a {
                 unacked += 1;

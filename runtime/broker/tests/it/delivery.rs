@@ -512,3 +512,14 @@ async fn queues_leases_and_state_survive_a_restart() {
     let next = store.broker.publish(vec![event("a")]).await.unwrap();
     assert_eq!(next[0].seq, 4, "seqs continue after a restart");
 }
+
+#[tokio::test]
+async fn a_store_in_use_is_refused_with_a_clear_error() {
+    let store = Store::new();
+    let second = choreo_broker::SledBroker::open(choreo_broker::Config::new(store.dir.path()));
+    let err = second.expect_err("two brokers on one store");
+    assert!(
+        err.to_string().contains("another process holds it"),
+        "{err}"
+    );
+}

@@ -7,6 +7,7 @@
 // `allow-unwrap-in-tests` covers `#[test]` functions only; the helpers here are test code too.
 #![allow(clippy::unwrap_used)]
 
+mod causation;
 mod crash;
 mod delivery;
 mod durability;

@@ -5,3 +5,5 @@ pub(crate) mod deploy;
 pub(crate) mod handlers;
 pub(crate) mod publish;
 pub(crate) mod serve;
+pub(crate) mod tail;
+pub(crate) mod trace;

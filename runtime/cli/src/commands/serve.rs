@@ -68,6 +68,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             max_reply_waiters: config.max_reply_waiters,
             max_header_bytes: config.max_header_bytes,
             max_reply_timeout: config.max_reply_timeout,
+            max_stream_clients: config.max_stream_clients,
         },
         Auth::new(config.tokens.clone())
             .map_err(|e| anyhow::anyhow!("invalid tokens in the config file: {e}"))?,
