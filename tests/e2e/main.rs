@@ -9,6 +9,7 @@
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
 //! - `hostile`: a misbehaving handler retries, dead-letters, and harms no other handler.
 //! - `bad_requests`: malformed requests get 4xx problem+json answers.
+//! - `operate`: dead-letters (HTTP and `choreo dlq`), `/metrics`, `/v1/topics`.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -22,3 +23,4 @@ mod crash;
 mod harness;
 mod hostile;
 mod hot_deploy;
+mod operate;

@@ -4,7 +4,8 @@
 //! Layout:
 //! - `config`: `choreo serve`'s settings from flags, `CHOREO_*` variables and a config file.
 //! - `client`: the small HTTP client the client commands share.
-//! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `deploy`, `bench`).
+//! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `dlq`, `deploy`,
+//!   `bench`).
 
 mod client;
 mod commands;
@@ -30,6 +31,8 @@ enum Command {
     Publish(commands::publish::Args),
     /// List the handlers of a running choreo.
     Handlers(commands::handlers::Args),
+    /// Inspect, replay and discard dead-letters.
+    Dlq(commands::dlq::Args),
     /// Validate a component locally, then copy it into the deploy folder atomically.
     Deploy(commands::deploy::Args),
     /// Measure a choreo (started here, or --url) and, with --nats, JetStream side by side.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Publish(args) => commands::publish::run(args).await,
             Command::Handlers(args) => commands::handlers::run(args).await,
+            Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Deploy(args) => commands::deploy::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
         }
