@@ -20,6 +20,7 @@
 //! - `polyglot`: Python and JavaScript handlers built from source with choreo's SDKs.
 //! - `observe`: an event's causation tree and `choreo trace`; the live stream (SSE) and
 //!   `choreo tail`.
+//! - `operate`: dead-letters (HTTP and `choreo dlq`), `/metrics`, `/v1/topics`.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -38,6 +39,7 @@ mod hot_deploy;
 mod http;
 mod observe;
 mod openapi;
+mod operate;
 mod polyglot;
 mod request_reply;
 mod tools;

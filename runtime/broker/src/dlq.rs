@@ -5,7 +5,8 @@
 //! event retained and replayable) and as a new event on `$dlq.<handler>`, published like
 //! any other so that a handler subscribed to `$dlq.>` can react to it. The dead-letter
 //! event is a copy of the original with a new id, caused by the original, and these
-//! extension attributes: `dlqhandler`, `dlqreason`, `dlqattempts`, `dlqseq`, `dlqtopic`.
+//! extension attributes: `dlqhandler`, `dlqcause` (`rejected` or `retries-exhausted`),
+//! `dlqreason`, `dlqattempts`, `dlqseq`, `dlqtopic`.
 
 use choreo_core::{Event, EventId, HandlerName, RecordedEvent, Topic};
 
@@ -14,7 +15,8 @@ use crate::records::{self, DeadLetterRecord, EntryRecord, decode, encode};
 use crate::registry::Registry;
 use crate::store::get;
 use crate::txn::{Effect, Group, truncate};
-use crate::{DeadLetter, Error, Published, Result, Selection};
+use crate::types::describe;
+use crate::{DeadLetter, DeadLetterCause, Error, Published, Result, Selection};
 
 impl Group<'_> {
     /// Moves the entry `seq` (being committed) from the handler's queue to its
@@ -25,14 +27,17 @@ impl Group<'_> {
         handler: &HandlerName,
         seq: u64,
         attempts: u32,
-        reason: String,
+        cause: DeadLetterCause,
+        last_error: String,
     ) -> Result<Published> {
-        let reason = truncate(reason);
+        let last_error = truncate(last_error);
+        let reason = truncate(describe(cause, attempts, &last_error));
         let original = read_event(self.tree, seq)?;
-        let event = dead_letter_event(handler, &original, &reason, attempts, self.now_ms);
+        let event = dead_letter_event(handler, &original, cause, &reason, attempts, self.now_ms);
         let published = self.append(registry, event)?;
         let record = DeadLetterRecord {
-            reason: reason.clone(),
+            cause,
+            last_error,
             attempts,
             at_ms: self.now_ms,
             dlq_seq: published.seq,
@@ -129,6 +134,7 @@ impl Group<'_> {
 fn dead_letter_event(
     handler: &HandlerName,
     original: &RecordedEvent,
+    cause: DeadLetterCause,
     reason: &str,
     attempts: u32,
     now_ms: u64,
@@ -141,6 +147,7 @@ fn dead_letter_event(
     event.key = None;
     let extensions = [
         ("dlqhandler", handler.as_str().to_owned()),
+        ("dlqcause", cause.label().to_owned()),
         ("dlqreason", reason.to_owned()),
         ("dlqattempts", attempts.to_string()),
         ("dlqseq", original.seq.to_string()),
@@ -175,7 +182,8 @@ pub(crate) fn load(
     Ok(DeadLetter {
         handler: handler.clone(),
         event: read_event(tree, seq)?,
-        reason: record.reason,
+        cause: record.cause,
+        last_error: record.last_error,
         attempts: record.attempts,
         at: timestamp(record.at_ms),
         dead_letter_seq: record.dlq_seq,

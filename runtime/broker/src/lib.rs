@@ -58,7 +58,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use sled_broker::SledBroker;
 pub use types::{
-    Action, Committed, DEFAULT_CONCURRENCY, DeadLetter, Delivery, DeliveryToken, EventPage,
-    EventQuery, HandlerStats, Outcome, Published, RetryPolicy, Selection, StartPosition, StateView,
-    StateWrite, Subscription,
+    Action, Committed, DEFAULT_CONCURRENCY, DeadLetter, DeadLetterCause, Delivery, DeliveryToken,
+    EventPage, EventQuery, HandlerStats, Outcome, Published, RetryPolicy, Selection, StartPosition,
+    StateView, StateWrite, Subscription,
 };

@@ -26,10 +26,11 @@
 use choreo_core::{Event, EventId, HandlerName, Pattern};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{Error, Result, RetryPolicy};
+use crate::{DeadLetterCause, Error, Result, RetryPolicy};
 
 /// Bumped when a record's encoding changes; a store in another format is refused.
-pub(crate) const FORMAT: u32 = 1;
+/// 2: a dead-letter record says why (rejected, or retries spent) apart from the last error.
+pub(crate) const FORMAT: u32 = 2;
 
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 
@@ -180,7 +181,8 @@ impl EntryRecord {
 /// Why and when an event was dead-lettered for a handler.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct DeadLetterRecord {
-    pub(crate) reason: String,
+    pub(crate) cause: DeadLetterCause,
+    pub(crate) last_error: String,
     pub(crate) attempts: u32,
     pub(crate) at_ms: u64,
     pub(crate) dlq_seq: u64,

@@ -134,7 +134,11 @@ fn recover(store: &Store) -> Result<Recovered> {
         let record = decode::<DeadLetterRecord>(&value, "dead-letter")?;
         if let Some(h) = registry.handlers.get_mut(&handler) {
             h.dead_letters += 1;
-            h.last_error = Some(record.reason);
+            h.last_error = Some(crate::types::describe(
+                record.cause,
+                record.attempts,
+                &record.last_error,
+            ));
         }
     }
     tree.apply_batch(orphans)

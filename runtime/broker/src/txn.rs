@@ -20,7 +20,8 @@ use crate::records::{
 use crate::registry::Registry;
 use crate::store::get;
 use crate::{
-    Action, Committed, Config, Error, Outcome, Published, Result, StartPosition, Subscription,
+    Action, Committed, Config, DeadLetterCause, Error, Outcome, Published, Result, StartPosition,
+    Subscription,
 };
 
 /// A change to the in-memory view, applied once the group is durable.
@@ -258,14 +259,15 @@ impl<'a> Group<'a> {
                     }
                 }
                 Action::Retry { reason } => {
-                    let reason = format!("gave up after {attempt} attempts: {reason}");
+                    let cause = DeadLetterCause::RetriesExhausted;
                     let dead_letter =
-                        self.dead_letter(registry, &name, token.seq, attempt, reason)?;
+                        self.dead_letter(registry, &name, token.seq, attempt, cause, reason)?;
                     Committed::DeadLettered { dead_letter }
                 }
                 Action::DeadLetter { reason } => {
+                    let cause = DeadLetterCause::Rejected;
                     let dead_letter =
-                        self.dead_letter(registry, &name, token.seq, attempt, reason)?;
+                        self.dead_letter(registry, &name, token.seq, attempt, cause, reason)?;
                     Committed::DeadLettered { dead_letter }
                 }
             });

@@ -230,6 +230,25 @@ pub enum Committed {
     LeaseLost,
 }
 
+/// Why an event was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeadLetterCause {
+    /// The handler rejected it (`reject(..)`, or a failure that retrying cannot fix).
+    Rejected,
+    /// Every attempt the retry policy allows failed.
+    RetriesExhausted,
+}
+
+impl DeadLetterCause {
+    /// A stable lower-case label: `rejected` or `retries-exhausted`.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeadLetterCause::Rejected => "rejected",
+            DeadLetterCause::RetriesExhausted => "retries-exhausted",
+        }
+    }
+}
+
 /// A dead-lettered event, kept for inspection and replay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -237,14 +256,34 @@ pub struct DeadLetter {
     pub handler: HandlerName,
     /// The original event.
     pub event: RecordedEvent,
-    /// Why.
-    pub reason: String,
+    /// Why it was given up on.
+    pub cause: DeadLetterCause,
+    /// The error of the last attempt.
+    pub last_error: String,
     /// Deliveries made.
     pub attempts: u32,
     /// When it was dead-lettered.
     pub at: Timestamp,
     /// The seq of the `$dlq.<handler>` event.
     pub dead_letter_seq: u64,
+}
+
+impl DeadLetter {
+    /// One sentence saying why: the cause, the attempts and the last error.
+    pub fn reason(&self) -> String {
+        describe(self.cause, self.attempts, &self.last_error)
+    }
+}
+
+/// The reason a dead-letter gives: kept as the handler's last error and carried by the
+/// dead-letter event.
+pub(crate) fn describe(cause: DeadLetterCause, attempts: u32, last_error: &str) -> String {
+    match cause {
+        DeadLetterCause::Rejected => last_error.to_owned(),
+        DeadLetterCause::RetriesExhausted => {
+            format!("gave up after {attempts} attempts: {last_error}")
+        }
+    }
 }
 
 /// Which dead-letters a replay or discard applies to.

@@ -5,7 +5,7 @@
 //! - `config`: `choreo serve`'s settings from flags, `CHOREO_*` variables and a config file.
 //! - `client`: the small HTTP client the client commands share.
 //! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `trace`, `tail`,
-//!   `deploy`, `bench`).
+//!   `dlq`, `deploy`, `bench`).
 
 mod client;
 mod commands;
@@ -38,6 +38,8 @@ enum Command {
     Trace(commands::trace::Args),
     /// Print events on matching topics as they are published, until Ctrl-C.
     Tail(commands::tail::Args),
+    /// Inspect, replay and discard dead-letters.
+    Dlq(commands::dlq::Args),
     /// Validate a component locally, then copy it into the deploy folder atomically.
     Deploy(commands::deploy::Args),
     /// Measure a choreo (started here, or --url) and, with --nats, JetStream side by side.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             Command::Handlers(args) => commands::handlers::run(args).await,
             Command::Trace(args) => commands::trace::run(args).await,
             Command::Tail(args) => commands::tail::run(args).await,
+            Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Deploy(args) => commands::deploy::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
         }

@@ -40,4 +40,4 @@ pub use manifest::{
     DEFAULT_CONCURRENCY, MAX_ATTEMPTS, MAX_BACKOFF, MAX_CONFIG_ENTRIES, MAX_CONFIG_VALUE_BYTES,
     MAX_MANIFEST_BYTES, Manifest,
 };
-pub use registry::{Change, Deployment, Problem, Registry};
+pub use registry::{Change, DeployCounts, Deployment, Problem, Registry};

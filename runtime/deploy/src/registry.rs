@@ -85,6 +85,17 @@ pub struct Registry {
 struct Entries {
     deployed: BTreeMap<HandlerName, Arc<Deployment>>,
     problems: HashMap<PathBuf, Problem>,
+    counts: DeployCounts,
+}
+
+/// Deploy attempts since this process started, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeployCounts {
+    /// Versions swapped in (first deploys and redeploys).
+    pub succeeded: u64,
+    /// Files that could not be deployed, counted once per attempt (a file changed
+    /// three times while broken counts three).
+    pub failed: u64,
 }
 
 impl Registry {
@@ -105,6 +116,11 @@ impl Registry {
         problems
     }
 
+    /// Deploy attempts since this process started.
+    pub fn counts(&self) -> DeployCounts {
+        self.read().counts
+    }
+
     /// The deployment that came from `file`, if any.
     pub(crate) fn by_file(&self, file: &Path) -> Option<Arc<Deployment>> {
         self.read()
@@ -120,6 +136,7 @@ impl Registry {
         for file in files {
             entries.problems.remove(*file);
         }
+        entries.counts.succeeded += 1;
         entries
             .deployed
             .insert(deployment.name().clone(), deployment);
@@ -135,7 +152,9 @@ impl Registry {
             message,
             at: Timestamp::now(),
         };
-        self.write().problems.insert(file, problem);
+        let mut entries = self.write();
+        entries.counts.failed += 1;
+        entries.problems.insert(file, problem);
     }
 
     pub(crate) fn clear_problems(&self, files: &[&Path]) {

@@ -29,7 +29,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 pub use state::BrokerState;
-pub use stats::{CountersSnapshot, HandlerCounters, LastError};
+pub use stats::{
+    CountersSnapshot, HandlerCounters, Histogram, HistogramSnapshot, LATENCY_BUCKETS, LastError,
+};
 
 use crate::worker::WorkerShared;
 

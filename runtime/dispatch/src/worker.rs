@@ -127,9 +127,15 @@ async fn deliver(
     state: Arc<BrokerState>,
     counters: &HandlerCounters,
 ) {
+    if delivery.attempt == 1 {
+        // A `time` in the future (a publisher's clock ahead of ours) counts as no delay.
+        let since = choreo_core::Timestamp::now().duration_since(delivery.event.event.time);
+        counters.started(Duration::try_from(since).unwrap_or(Duration::ZERO));
+    }
     let outcome = handler
         .handle(&delivery.event, delivery.attempt, state)
         .await;
+    counters.called(outcome.elapsed);
     let micros = u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX);
     let token = delivery.token;
     let (commit, failure) = match outcome.result {
@@ -154,6 +160,7 @@ async fn deliver(
         Err(err) => {
             // Nothing was committed; the lease expires and the event is delivered again.
             tracing::error!(error = %err, "committing a delivery outcome failed");
+            counters.commit_failed();
             return;
         }
     };

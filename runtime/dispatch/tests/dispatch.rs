@@ -154,7 +154,11 @@ async fn failing_deliveries_are_retried_then_dead_lettered() {
     .await;
     assert_eq!(dead[0].event.event.id, doomed.id);
     assert_eq!(dead[0].attempts, 3);
-    assert!(dead[0].reason.contains("unreachable"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason().contains("unreachable"),
+        "{}",
+        dead[0].reason()
+    );
     let published = rig.events("$dlq.hostile").await;
     assert_eq!(
         published.len(),

@@ -1,14 +1,14 @@
 //! choreo's HTTP ingress (hyper): publishing over HTTP with the CloudEvents binding (binary,
 //! structured and batch modes) and request-reply, browsing and tracing the log, a live
-//! tail as server-sent events, handlers' read side, the handler catalog, and health and
-//! readiness probes. Every error is
-//! `application/problem+json` with a message a person can act on.
+//! tail as server-sent events, handlers' read side, the handler and topic catalogs,
+//! dead-letters, Prometheus metrics, bearer-token access, and health and readiness
+//! probes. Every error is `application/problem+json` with a message a person can act on.
 //!
 //! It holds little state of its own: [`AppState`] points at the broker (publishing,
 //! queue statistics), the deploy registry (what is deployed) and the dispatcher
-//! (delivery counters); its own are the requests waiting for replies and the open live
-//! streams ([`Streams`]). It never touches
-//! wasmtime types.
+//! (delivery counters); its own are the requests waiting for replies, the open live
+//! streams ([`Streams`]) and [`Telemetry`] (counts of published events and HTTP requests,
+//! and the topics catalog, fed by [`track_log`]). It never touches wasmtime types.
 //!
 //! Layout:
 //! - `server`: [`serve`] — HTTP/1.1 and h2c on one listener, graceful stop.
@@ -20,6 +20,12 @@
 //! - `events`: `GET /v1/events`.
 //! - `trace`: `GET /v1/events/{id}`, an event with its causation tree.
 //! - `stream`: `GET /v1/stream`, the log as server-sent events.
+//! - `topics`: `GET /v1/topics`, the topics catalog.
+//! - `dlq`: `/v1/dlq`, dead-letters: list, inspect, replay, discard.
+//! - `metrics`: `GET /metrics`, Prometheus text.
+//! - `telemetry`: [`Telemetry`], what the ingress counts, and [`track_log`], the log tail
+//!   that feeds it.
+//! - `catalog`: the bounded in-memory topics catalog.
 //!
 //! Parsing CloudEvents (binary, structured and batch modes) and writing them is the
 //! `choreo-cloudevents` crate's job; this crate maps its refusals to problem+json.
@@ -27,8 +33,11 @@
 //! - `problem`: problem+json errors.
 
 mod auth;
+mod catalog;
+mod dlq;
 mod events;
 mod handlers;
+mod metrics;
 mod problem;
 mod publish;
 mod query;
@@ -36,6 +45,8 @@ mod reply;
 mod routes;
 mod server;
 mod stream;
+mod telemetry;
+mod topics;
 mod trace;
 
 use std::sync::Arc;
@@ -48,11 +59,13 @@ use choreo_dispatch::Dispatcher;
 use reply::ReplyHub;
 
 pub use auth::{Auth, Caller, MIN_SECRET_BYTES, Need, Scope, TokenSpec};
+pub use catalog::{MAX_PRODUCERS, MAX_TRACKED_TOPICS, RATE_WINDOW_SECS};
 pub use choreo_cloudevents::{DEFAULT_SOURCE, SPEC_VERSION, percent_encode_header, to_cloudevent};
 pub use problem::Problem;
 pub use reply::{DEFAULT_MAX_REPLY_WAITERS, DEFAULT_REPLY_TIMEOUT, MAX_REPLY_TIMEOUT};
 pub use server::{SHUTDOWN_GRACE, serve};
 pub use stream::{KEEP_ALIVE, STREAM_PAGE, Streams};
+pub use telemetry::{MAX_TOPIC_LABELS, OTHER_LABEL, Telemetry, track_log};
 pub use trace::{MAX_TRACE_DEPTH, MAX_TRACE_NODES, producer};
 
 /// Largest request body accepted by default: the broker's largest event (1 MiB) plus
@@ -127,6 +140,8 @@ pub struct AppState {
     pub(crate) replies: ReplyHub,
     /// The open live streams, and the signal that ends them when the server stops.
     pub streams: Streams,
+    /// What the ingress counts; feed it with [`track_log`].
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl AppState {
@@ -137,6 +152,7 @@ impl AppState {
         dispatcher: Arc<Dispatcher>,
         config: IngressConfig,
         auth: Auth,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         AppState {
             replies: ReplyHub::new(broker.clone(), config.max_reply_waiters),
@@ -147,6 +163,7 @@ impl AppState {
             config,
             auth,
             streams: Streams::default(),
+            telemetry,
         }
     }
 }

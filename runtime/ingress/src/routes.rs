@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{Caller, Need};
 use crate::problem::Problem;
-use crate::{AppState, events, handlers, publish, query, stream, trace};
+use crate::{AppState, dlq, events, handlers, metrics, publish, query, stream, topics, trace};
 
 /// A response with a fully buffered body: what most resources answer.
 pub type Reply = Response<Full<Bytes>>;
@@ -29,13 +29,20 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
     let caller = match authorize(state, &method, &segments, request.headers()) {
         Ok(caller) => caller,
         Err(problem) => {
+            state
+                .telemetry
+                .request(template(&segments), &method, problem.status);
             tracing::debug!(%method, %path, status = problem.status, "request refused");
             return problem.into_response().map(BodyExt::boxed_unsync);
         }
     };
     if segments == ["v1", "stream"] && method == Method::GET {
         let response = stream::open(state, &request);
-        tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+        let status = response.status().as_u16();
+        state
+            .telemetry
+            .request(template(&segments), &method, status);
+        tracing::debug!(%method, %path, status, "request");
         return response;
     }
     let reply = match segments.as_slice() {
@@ -52,6 +59,9 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
                 .into_response()
             }
         }),
+        ["metrics"] if method == Method::GET => metrics::render(state).await,
+        ["metrics"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "topics"] => only(&method, &path, Method::GET, || topics::list(state)),
         ["v1", "topics", topic] if method == Method::POST => {
             let topic = (*topic).to_owned();
             publish::publish_to_topic(state, &topic, request).await
@@ -78,9 +88,16 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         ["v1", "query", ..] => {
             Problem::method_not_allowed(&method, &path, "GET or POST").into_response()
         }
+        ["v1", "dlq", rest @ ..] => {
+            dlq::route(state, &method, &path, rest, request.uri().query()).await
+        }
         _ => Problem::not_found(&path).into_response(),
     };
-    tracing::debug!(%method, %path, status = reply.status().as_u16(), "request");
+    let status = reply.status().as_u16();
+    state
+        .telemetry
+        .request(template(&segments), &method, status);
+    tracing::debug!(%method, %path, status, "request");
     reply.map(BodyExt::boxed_unsync)
 }
 
@@ -125,6 +142,31 @@ fn openapi() -> Reply {
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// The route a path belongs to, for the requests counter: the template with its
+/// parameters named, never the raw path (whose values are unbounded). Paths no route
+/// serves count as `unmatched`.
+fn template(segments: &[&str]) -> &'static str {
+    match segments {
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["v1", "topics"] => "/v1/topics",
+        ["v1", "topics", _] => "/v1/topics/{topic}",
+        ["v1", "handlers"] => "/v1/handlers",
+        ["v1", "events"] => "/v1/events",
+        ["v1", "events", _] => "/v1/events/{id}",
+        ["v1", "stream"] => "/v1/stream",
+        ["v1", "openapi.json"] => "/v1/openapi.json",
+        ["v1", "query", _, ..] => "/v1/query/{handler}/{path}",
+        ["v1", "dlq"] => "/v1/dlq",
+        ["v1", "dlq", _] => "/v1/dlq/{handler}",
+        ["v1", "dlq", _, "replay"] => "/v1/dlq/{handler}/replay",
+        ["v1", "dlq", _, _] => "/v1/dlq/{handler}/{seq}",
+        ["v1", "dlq", _, _, "replay"] => "/v1/dlq/{handler}/{seq}/replay",
+        _ => "unmatched",
+    }
 }
 
 fn only(method: &Method, path: &str, allowed: Method, answer: impl FnOnce() -> Reply) -> Reply {

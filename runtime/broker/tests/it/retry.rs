@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use choreo_broker::{Broker, Committed, EventQuery, Outcome, RetryPolicy, Selection};
+use choreo_broker::{
+    Broker, Committed, DeadLetterCause, EventQuery, Outcome, RetryPolicy, Selection,
+};
 use choreo_core::Pattern;
 use tokio::time::Instant;
 
@@ -79,6 +81,9 @@ async fn retries_back_off_exponentially_then_dead_letter() {
     let kept = store.broker.dead_letters(&h, None, 10).await.unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!((kept[0].event.seq, kept[0].attempts), (original.seq, 4));
+    assert_eq!(kept[0].cause, DeadLetterCause::RetriesExhausted);
+    assert_eq!(kept[0].last_error, "boom");
+    assert_eq!(kept[0].reason(), "gave up after 4 attempts: boom");
     assert_eq!(kept[0].dead_letter_seq, dead_letter.seq);
 
     let dlq = store
@@ -119,9 +124,10 @@ async fn a_dead_letter_outcome_skips_the_retries() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (kept.reason.as_str(), kept.attempts),
-        ("rejected: bad payload", 1)
+        (kept.cause, kept.last_error.as_str(), kept.attempts),
+        (DeadLetterCause::Rejected, "rejected: bad payload", 1)
     );
+    assert_eq!(kept.reason(), "rejected: bad payload");
 }
 
 #[tokio::test(start_paused = true)]

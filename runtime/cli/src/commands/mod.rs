@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod deploy;
+pub(crate) mod dlq;
 pub(crate) mod handlers;
 pub(crate) mod publish;
 pub(crate) mod serve;

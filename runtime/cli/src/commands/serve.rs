@@ -16,7 +16,7 @@ use choreo_broker::{Broker, SledBroker};
 use choreo_deploy::{Change, DeployConfig, Deployer};
 use choreo_dispatch::{DispatchPlan, Dispatcher};
 use choreo_host::Host;
-use choreo_ingress::{AppState, Auth, IngressConfig};
+use choreo_ingress::{AppState, Auth, IngressConfig, Telemetry};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{LogFormat, ServeConfig, ServeFlags};
@@ -58,6 +58,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let telemetry = Arc::new(Telemetry::default());
     let state = Arc::new(AppState::new(
         broker.clone(),
         deployer.registry(),
@@ -72,8 +73,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         },
         Auth::new(config.tokens.clone())
             .map_err(|e| anyhow::anyhow!("invalid tokens in the config file: {e}"))?,
+        telemetry.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Started before the server answers, so metrics and the topics catalog miss no
+    // event published through it.
+    let tracker = tokio::spawn(choreo_ingress::track_log(
+        broker.clone(),
+        telemetry,
+        stopped(stop_rx.clone()),
+    ));
     let server = tokio::spawn(choreo_ingress::serve(
         listener,
         state.clone(),
@@ -123,6 +132,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let _ = server.await;
+    let _ = tracker.await;
     if let Ok(Err(err)) = watcher.await {
         tracing::warn!(error = %err, "the deploy watcher stopped with an error");
     }
