@@ -18,6 +18,7 @@
 //!   CloudEvents refused (issue 5).
 //! - `request_reply`: `?reply=wait` answered by a handler, timed out, and bounded.
 //! - `polyglot`: Python and JavaScript handlers built from source with choreo's SDKs.
+//! - `retail`: the retail example's five handlers in three languages, 500 orders end to end.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -37,4 +38,5 @@ mod http;
 mod openapi;
 mod polyglot;
 mod request_reply;
+mod retail;
 mod tools;
