@@ -6,7 +6,8 @@
 //! `inventory.toml`, the decline rules of `payments/app.py`), then checks with deadlines that
 //! every order ends in that state in the read model with the whole history, that the stock
 //! left is exact (reservations of declined orders were released: the compensation), that one
-//! notification went out per order for its outcome, and that nothing was dead-lettered.
+//! notification went out per order for its outcome (also for the orders placed twice), and
+//! that nothing was dead-lettered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -29,6 +30,10 @@ const ORDERS: usize = 500;
 
 /// Concurrent publishers: orders of different customers arrive at once in a real shop.
 const PUBLISHERS: usize = 4;
+
+/// Every this many orders, the order is placed twice (a client retrying with a new event
+/// id): the handlers must reserve, charge, ship and notify it once.
+const PLACED_TWICE_EVERY: usize = 25;
 
 /// The price of one unit in these orders, in cents.
 const UNIT_CENTS: u64 = 1250;
@@ -243,17 +248,25 @@ async fn retail_choreography_takes_500_orders_to_the_right_end() {
     check_nothing_dead_lettered(&server).await;
 }
 
-/// Publishes every order on `orders.placed`, keyed by its id, from a few tasks at once.
+/// Publishes every order on `orders.placed`, keyed by its id, from a few tasks at once;
+/// every [`PLACED_TWICE_EVERY`]th order a second time, after the first.
 async fn publish_orders(server: &Server, orders: &[Order]) {
     let mut tasks = Vec::new();
     for publisher in 0..PUBLISHERS {
         let api: Api = server.api();
-        let mine: Vec<Order> = orders
+        let mut mine: Vec<Order> = orders
             .iter()
             .skip(publisher)
             .step_by(PUBLISHERS)
             .cloned()
             .collect();
+        let again: Vec<Order> = mine
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| (n * PUBLISHERS + publisher).is_multiple_of(PLACED_TWICE_EVERY))
+            .map(|(_, o)| o.clone())
+            .collect();
+        mine.extend(again);
         tasks.push(tokio::spawn(async move {
             for order in mine {
                 api.publish(
@@ -329,6 +342,11 @@ async fn check_stock(
             *left.get_mut(sku).unwrap() -= qty;
         }
     }
+    let placed = server.events("orders.placed").await.len();
+    assert_eq!(
+        placed,
+        orders.len() + orders.len().div_ceil(PLACED_TWICE_EVERY)
+    );
     let reply = server.query("inventory", "stock").await;
     assert_eq!(reply.status, StatusCode::OK, "{reply}");
     assert_eq!(reply.json(), json!(left), "initial {initial:?}");

@@ -4,7 +4,8 @@
 //! into one record per order under `orders/<id>` in its state: the order's current status
 //! and its history (topic, event id and time of each event). Every publisher keys these
 //! events by the order id, so they arrive here in the order they happened and the last one
-//! folded is the current status.
+//! folded is the current status. A second `orders.placed` for a known order is ignored, as
+//! inventory ignores it.
 //!
 //! Read side (`GET /v1/query/order-view/<path>`):
 //! - `/orders/<id>`: `{"order", "status", "customer", "amount_cents", "history": [...]}`,
@@ -62,6 +63,11 @@ fn fold(record: &mut OrderRecord, event: &Event, data: &Value) {
         return;
     };
     if record.history.iter().any(|step| step.event == event.id()) {
+        return;
+    }
+    // An order placed again (a client retrying with a new event id) changes nothing:
+    // inventory ignores it too, so nothing would ever follow a second `placed`.
+    if event.topic() == "orders.placed" && !record.history.is_empty() {
         return;
     }
     for field in ["customer", "amount_cents"] {
@@ -176,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn the_same_event_is_folded_once_and_unknown_topics_not_at_all() {
+    fn the_same_event_or_a_repeated_placement_is_folded_once_and_unknown_topics_not_at_all() {
         let mut record = OrderRecord::default();
         let placed = Event::new("orders.placed", "{}").with_id("e1");
         fold(&mut record, &placed, &json!({}));
@@ -184,5 +190,11 @@ mod tests {
         fold(&mut record, &Event::new("shipments.lost", "{}"), &json!({}));
         assert_eq!(record.history.len(), 1);
         assert_eq!(record.status, "placed");
+        let reserved = Event::new("inventory.reserved", "{}").with_id("e2");
+        fold(&mut record, &reserved, &json!({}));
+        let placed_again = Event::new("orders.placed", "{}").with_id("e3");
+        fold(&mut record, &placed_again, &json!({}));
+        assert_eq!(record.history.len(), 2);
+        assert_eq!(record.status, "reserved");
     }
 }
