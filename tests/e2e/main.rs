@@ -21,6 +21,7 @@
 //! - `observe`: an event's causation tree and `choreo trace`; the live stream (SSE) and
 //!   `choreo tail`.
 //! - `operate`: dead-letters (HTTP and `choreo dlq`), `/metrics`, `/v1/topics`.
+//! - `retail`: the retail example's five handlers in three languages, 500 orders end to end.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -42,4 +43,5 @@ mod openapi;
 mod operate;
 mod polyglot;
 mod request_reply;
+mod retail;
 mod tools;

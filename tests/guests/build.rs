@@ -16,7 +16,8 @@ use std::process::{Command, ExitCode};
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "guest";
 
-/// (constant, package, name) of every guest; the name is the guest's directory. The `.wasm` file is named after the
+/// (constant, package, name) of every guest; the name is the guest's directory (under
+/// `handlers`, `tests/fixtures` or `examples/retail/handlers`). The `.wasm` file is named after the
 /// package, with `-` turned into `_`.
 const GUESTS: &[(&str, &str, &str)] = &[
     ("ENRICHER", "handler-enricher", "enricher"),
@@ -35,6 +36,13 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("TAGGER_V1", "fixture-tagger-v1", "tagger-v1"),
     ("TAGGER_V2", "fixture-tagger-v2", "tagger-v2"),
     ("REPLIER", "fixture-replier", "replier"),
+    ("RETAIL_INVENTORY", "retail-inventory", "inventory"),
+    (
+        "RETAIL_NOTIFICATIONS",
+        "retail-notifications",
+        "notifications",
+    ),
+    ("RETAIL_ORDER_VIEW", "retail-order-view", "order-view"),
 ];
 
 /// Variables the outer cargo sets that must not reach the nested one, by exact name.
@@ -83,6 +91,10 @@ const WATCH: &[&str] = &[
     "sdk/rust",
     "handlers",
     "tests/fixtures",
+    // Only the Rust ones: building the JavaScript handler stages files in its own dir.
+    "examples/retail/handlers/inventory",
+    "examples/retail/handlers/notifications",
+    "examples/retail/handlers/order-view",
     "Cargo.toml",
     "Cargo.lock",
 ];

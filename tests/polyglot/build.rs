@@ -20,10 +20,34 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::{env, thread};
 
-/// (constant, fixture dir under `tests/polyglot/fixtures`, entry file, language).
+/// (constant, source dir relative to the workspace, entry file, language). The component is
+/// named after the dir's last component, so those must differ.
 const FIXTURES: &[(&str, &str, &str, Lang)] = &[
-    ("PY_COUNTER", "py-counter", "app.py", Lang::Python),
-    ("JS_ENRICHER", "js-enricher", "handler.js", Lang::Js),
+    (
+        "PY_COUNTER",
+        "tests/polyglot/fixtures/py-counter",
+        "app.py",
+        Lang::Python,
+    ),
+    (
+        "JS_ENRICHER",
+        "tests/polyglot/fixtures/js-enricher",
+        "handler.js",
+        Lang::Js,
+    ),
+    // The retail example's handlers, kept with the example and built here for its test.
+    (
+        "RETAIL_PAYMENTS",
+        "examples/retail/handlers/payments",
+        "app.py",
+        Lang::Python,
+    ),
+    (
+        "RETAIL_SHIPPING",
+        "examples/retail/handlers/shipping",
+        "handler.js",
+        Lang::Js,
+    ),
 ];
 
 #[derive(Clone, Copy)]
@@ -32,7 +56,10 @@ enum Lang {
     Js,
 }
 
-/// Paths (relative to the workspace root) whose changes may change a component or a tool.
+/// Paths (relative to the workspace root) whose changes may change a component or a tool,
+/// besides each fixture's entry file. The fixtures' dirs are not watched as a whole:
+/// `build.mjs` stages the SDK in the entry's dir and removes it, which would make every
+/// build look changed to the next one.
 const WATCH: &[&str] = &[
     "wit",
     "sdk/python/choreo_sdk",
@@ -42,7 +69,6 @@ const WATCH: &[&str] = &[
     "sdk/js/build.mjs",
     "sdk/js/package.json",
     "sdk/js/package-lock.json",
-    "tests/polyglot/fixtures",
 ];
 
 fn main() -> ExitCode {
@@ -95,7 +121,10 @@ fn run() -> Result<(), String> {
         tools,
         workspace,
     };
-    for path in WATCH {
+    let entries = FIXTURES
+        .iter()
+        .map(|(_, dir, entry, _)| format!("{dir}/{entry}"));
+    for path in WATCH.iter().map(|p| (*p).to_owned()).chain(entries) {
         println!(
             "cargo:rerun-if-changed={}",
             paths.workspace.join(path).display()
@@ -120,7 +149,7 @@ fn run() -> Result<(), String> {
         .iter()
         .map(|&(constant, dir, entry, lang)| {
             let command = build_command(&paths, dir, entry, lang);
-            let out = paths.components.join(format!("{dir}.wasm"));
+            let out = component_path(&paths, dir);
             thread::spawn(move || run_command(command).map(|()| (constant, dir, out)))
         })
         .collect();
@@ -137,8 +166,9 @@ fn run() -> Result<(), String> {
         }
         writeln!(
             generated,
-            "/// Path of the `{dir}` component, built from `tests/polyglot/fixtures/{dir}`.\n\
+            "/// Path of the `{}` component, built from `{dir}`.\n\
              pub const {constant}: &str = {:?};",
+            component_name(dir),
             path_str(&out)?
         )
         .map_err(|e| e.to_string())?;
@@ -233,12 +263,8 @@ fn install_js(paths: &Paths) -> Result<(), String> {
 }
 
 fn build_command(paths: &Paths, dir: &str, entry: &str, lang: Lang) -> Command {
-    let source = paths
-        .workspace
-        .join("tests/polyglot/fixtures")
-        .join(dir)
-        .join(entry);
-    let out = paths.components.join(format!("{dir}.wasm"));
+    let source = paths.workspace.join(dir).join(entry);
+    let out = component_path(paths, dir);
     let mut command = match lang {
         Lang::Python => {
             let mut c = Command::new(paths.python());
@@ -255,6 +281,18 @@ fn build_command(paths: &Paths, dir: &str, entry: &str, lang: Lang) -> Command {
     // A virtualenv the caller has active would add its packages to the component.
     command.env_remove("VIRTUAL_ENV");
     command
+}
+
+/// The component's name: the last component of its source dir.
+fn component_name(dir: &str) -> &str {
+    dir.rsplit('/').next().unwrap_or(dir)
+}
+
+/// Where the component built from `dir` goes.
+fn component_path(paths: &Paths, dir: &str) -> PathBuf {
+    paths
+        .components
+        .join(format!("{}.wasm", component_name(dir)))
 }
 
 /// Whether `stamp` holds the same bytes as `pin` and `installed` exists.
