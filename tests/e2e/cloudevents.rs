@@ -436,3 +436,38 @@ async fn malformed_cloudevents_get_problem_json_and_store_nothing() {
         "a refused request stored events: {stored:?}"
     );
 }
+
+/// The official CloudEvents SDK for Python publishes to choreo with no adapter, in binary
+/// and structured mode, and parses every event choreo hands back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_works_with_no_adapter() {
+    let python = crate::tools::python_tool(crate::tools::CLOUDEVENTS_SDK, "python");
+    let dirs = Dirs::create();
+    let server = Server::start(&dirs).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/cloudevents_sdk.py"
+    );
+    let mut child = std::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("http://{}", server.api().addr))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = crate::tools::wait(
+        &mut child,
+        std::time::Duration::from_secs(120),
+        "the CloudEvents SDK client",
+    );
+    let mut out = String::new();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success() && out.trim() == "ok",
+        "the SDK client failed ({status}):\n{out}\n{err}\nserver:\n{}",
+        server.output()
+    );
+}

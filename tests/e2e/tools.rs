@@ -1,4 +1,4 @@
-//! Test tools from PyPI (schemathesis), installed on first use into a virtual environment
+//! Test tools from PyPI (schemathesis, the CloudEvents SDK), installed on first use into a virtual environment
 //! under cargo's target dir, so `cargo test` on a fresh clone needs only `python3`. The
 //! versions are pinned here, the one place that names them.
 
@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 /// schemathesis, the property-based API tester that drives the OpenAPI document.
 pub const SCHEMATHESIS: (&str, &str) = ("schemathesis", "4.32.5");
+
+/// The official CloudEvents SDK for Python, a client that must work with no adapter.
+pub const CLOUDEVENTS_SDK: (&str, &str) = ("cloudevents", "1.12.0");
 
 /// How long creating a venv and installing one tool may take.
 const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
