@@ -23,7 +23,7 @@ use choreo_broker::{DeadLetter, Selection};
 use choreo_core::{HandlerName, Timestamp};
 
 use crate::AppState;
-use crate::events::{DEFAULT_PAGE, MAX_PAGE};
+use crate::events::page_limit;
 use crate::problem::Problem;
 use crate::publish::broker_problem;
 use crate::routes::{Reply, json as json_reply, query_params};
@@ -132,16 +132,9 @@ async fn list(state: &AppState, handler: &HandlerName, query: Option<&str>) -> R
             .into_response();
         }
     };
-    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
-        None => DEFAULT_PAGE,
-        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
-        Some(_) => {
-            return Problem::bad_request(
-                "invalid-parameter",
-                format!("`limit` must be 1 to {MAX_PAGE}"),
-            )
-            .into_response();
-        }
+    let limit = match page_limit(&params) {
+        Ok(limit) => limit,
+        Err(problem) => return problem.into_response(),
     };
     // One more than asked tells whether another page follows.
     match state.broker.dead_letters(handler, after, limit + 1).await {

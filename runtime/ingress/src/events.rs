@@ -19,6 +19,21 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Most events per page: a page is built in memory.
 pub const MAX_PAGE: usize = 1_000;
 
+/// The `limit` query parameter of a paged list: [`DEFAULT_PAGE`] when absent, 1 to
+/// [`MAX_PAGE`] when given.
+pub(crate) fn page_limit(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<usize, Problem> {
+    match params.get("limit").map(|l| l.parse::<usize>()) {
+        None => Ok(DEFAULT_PAGE),
+        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
+        Some(_) => Err(Problem::bad_request(
+            "invalid-parameter",
+            format!("`limit` must be 1 to {MAX_PAGE}"),
+        )),
+    }
+}
+
 pub(crate) async fn list(state: &AppState, request: &Request<Incoming>) -> Reply {
     let params = query_params(request.uri().query());
     let pattern = match params.get("pattern") {
@@ -38,16 +53,9 @@ pub(crate) async fn list(state: &AppState, request: &Request<Incoming>) -> Reply
                 .into_response();
         }
     };
-    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
-        None => DEFAULT_PAGE,
-        Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
-        Some(_) => {
-            return Problem::bad_request(
-                "invalid-parameter",
-                format!("`limit` must be 1 to {MAX_PAGE}"),
-            )
-            .into_response();
-        }
+    let limit = match page_limit(&params) {
+        Ok(limit) => limit,
+        Err(problem) => return problem.into_response(),
     };
     let query = EventQuery {
         from_seq: after.saturating_add(1),
