@@ -18,6 +18,8 @@
 //!   CloudEvents refused (issue 5).
 //! - `request_reply`: `?reply=wait` answered by a handler, timed out, and bounded.
 //! - `polyglot`: Python and JavaScript handlers built from source with choreo's SDKs.
+//! - `scaffold`: `choreo new` in each language, `choreo build`, `choreo deploy`, and what
+//!   they refuse.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -37,4 +39,5 @@ mod http;
 mod openapi;
 mod polyglot;
 mod request_reply;
+mod scaffold;
 mod tools;
