@@ -48,8 +48,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("next:");
     println!("  cd {}", project.display());
-    println!("  choreo build                # → {name}.wasm");
-    println!("  choreo deploy {name}.wasm     # into a running choreo's deploy folder");
+    println!("  choreo build    # → {name}.wasm");
+    println!("  choreo deploy {name}.wasm --deploy-dir <the folder choreo serve watches>");
     Ok(())
 }
 
