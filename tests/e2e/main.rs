@@ -22,6 +22,8 @@
 //!   `choreo tail`.
 //! - `operate`: dead-letters (HTTP and `choreo dlq`), `/metrics`, `/v1/topics`.
 //! - `retail`: the retail example's five handlers in three languages, 500 orders end to end.
+//! - `scaffold`: `choreo new` in each language, `choreo build`, `choreo deploy`, and what
+//!   they refuse.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -44,4 +46,5 @@ mod operate;
 mod polyglot;
 mod request_reply;
 mod retail;
+mod scaffold;
 mod tools;

@@ -4,12 +4,15 @@
 //! Layout:
 //! - `config`: `choreo serve`'s settings from flags, `CHOREO_*` variables and a config file.
 //! - `client`: the small HTTP client the client commands share.
+//! - `project`: a handler project on disk (`choreo new` writes it, `choreo build` reads it)
+//!   and the choreo checkout whose SDKs build it.
 //! - `commands/`: one file per command (`serve`, `publish`, `handlers`, `trace`, `tail`,
-//!   `dlq`, `deploy`, `bench`).
+//!   `dlq`, `new`, `build`, `deploy`, `bench`).
 
 mod client;
 mod commands;
 mod config;
+mod project;
 
 use std::process::ExitCode;
 
@@ -40,6 +43,10 @@ enum Command {
     Tail(commands::tail::Args),
     /// Inspect, replay and discard dead-letters.
     Dlq(commands::dlq::Args),
+    /// Create a handler project in Rust, Python or JavaScript that builds as is.
+    New(commands::new::Args),
+    /// Build a handler project into a component, checked as `choreo deploy` checks it.
+    Build(commands::build::Args),
     /// Validate a component locally, then copy it into the deploy folder atomically.
     Deploy(commands::deploy::Args),
     /// Measure a choreo (started here, or --url) and, with --nats, JetStream side by side.
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
             Command::Trace(args) => commands::trace::run(args).await,
             Command::Tail(args) => commands::tail::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::New(args) => commands::new::run(args).await,
+            Command::Build(args) => commands::build::run(args).await,
             Command::Deploy(args) => commands::deploy::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
         }
@@ -85,5 +94,40 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn new_takes_the_three_languages_and_nothing_else() {
+        for lang in ["rust", "python", "js"] {
+            let cli = Cli::try_parse_from(["choreo", "new", "greeter", "--lang", lang]).unwrap();
+            assert!(matches!(cli.command, Command::New(_)), "{lang}");
+        }
+        for (args, expected) in [
+            (
+                &["choreo", "new", "greeter", "--lang", "go"][..],
+                "invalid value 'go'",
+            ),
+            (
+                &["choreo", "new", "greeter", "--lang", "Rust"][..],
+                "invalid value 'Rust'",
+            ),
+            (&["choreo", "new", "greeter"][..], "--lang <LANG>"),
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn build_defaults_to_the_current_directory() {
+        let cli = Cli::try_parse_from(["choreo", "build"]).unwrap();
+        assert!(matches!(cli.command, Command::Build(_)));
     }
 }
