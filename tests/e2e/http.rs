@@ -1,5 +1,5 @@
 //! The transport: HTTP/1.1 keep-alive and HTTP/2 over cleartext (h2c, prior knowledge)
-//! on the same port, and the bound on request heads.
+//! on the same port, the bound on request heads, and what `/v1/info` reports.
 
 use std::time::Duration;
 
@@ -96,4 +96,23 @@ async fn an_oversized_request_head_is_refused_and_the_server_carries_on() {
         .await
         .unwrap();
     assert_eq!(served.status, StatusCode::OK, "{served}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_reports_durability_access_and_limits() {
+    let dirs = Dirs::create();
+    let server = Server::start_with(
+        &dirs,
+        &["--durability", "buffered", "--max-stream-clients", "7"],
+        &[],
+    )
+    .await;
+    let info = server.api().get("/v1/info").await.unwrap();
+    assert_eq!(info.status, StatusCode::OK, "{info}");
+    let info = info.json();
+    assert_eq!(info["name"], "choreo");
+    assert_eq!(info["durability"], "buffered");
+    assert_eq!(info["auth"], "open");
+    assert_eq!(info["limits"]["max_stream_clients"], 7);
+    assert!(info["version"].as_str().is_some_and(|v| !v.is_empty()));
 }

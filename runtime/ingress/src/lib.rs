@@ -17,6 +17,7 @@
 //! - `publish`: `POST /v1/topics/{topic}` and `POST /v1/events`.
 //! - `reply`: request-reply (`?reply=wait`), the hub that hands replies to waiters.
 //! - `handlers`: `GET /v1/handlers`.
+//! - `info`: `GET /v1/info`, version, durability, access and limits.
 //! - `events`: `GET /v1/events`.
 //! - `trace`: `GET /v1/events/{id}`, an event with its causation tree.
 //! - `stream`: `GET /v1/stream`, the log as server-sent events.
@@ -37,6 +38,7 @@ mod catalog;
 mod dlq;
 mod events;
 mod handlers;
+mod info;
 mod metrics;
 mod problem;
 mod publish;

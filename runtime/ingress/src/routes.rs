@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 
 use crate::auth::{Caller, Need};
 use crate::problem::Problem;
-use crate::{AppState, dlq, events, handlers, metrics, publish, query, stream, topics, trace};
+use crate::{
+    AppState, dlq, events, handlers, info, metrics, publish, query, stream, topics, trace,
+};
 
 /// A response with a fully buffered body: what most resources answer.
 pub type Reply = Response<Full<Bytes>>;
@@ -68,6 +70,7 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         }
         ["v1", "topics", _] => Problem::method_not_allowed(&method, &path, "POST").into_response(),
         ["v1", "openapi.json"] => only(&method, &path, Method::GET, openapi),
+        ["v1", "info"] => only(&method, &path, Method::GET, || info::show(state)),
         ["v1", "handlers"] if method == Method::GET => handlers::list(state).await,
         ["v1", "handlers"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
         ["v1", "events"] if method == Method::GET => events::list(state, &request).await,
@@ -159,6 +162,7 @@ fn template(segments: &[&str]) -> &'static str {
         ["v1", "events", _] => "/v1/events/{id}",
         ["v1", "stream"] => "/v1/stream",
         ["v1", "openapi.json"] => "/v1/openapi.json",
+        ["v1", "info"] => "/v1/info",
         ["v1", "query", _, ..] => "/v1/query/{handler}/{path}",
         ["v1", "dlq"] => "/v1/dlq",
         ["v1", "dlq", _] => "/v1/dlq/{handler}",
