@@ -34,7 +34,7 @@ pub(crate) struct Args {
     /// creates one)
     #[arg(default_value = ".")]
     dir: PathBuf,
-    /// Where to write the component, a `.wasm` file [default: DIR/<name>.wasm]
+    /// Where to write the component, a `.wasm` file [default: DIR/NAME.wasm]
     #[arg(short, long, env = "CHOREO_BUILD_OUT")]
     out: Option<PathBuf>,
     /// The choreo checkout (or its `sdk/` folder) whose SDK builds a Python or JavaScript

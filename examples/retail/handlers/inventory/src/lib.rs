@@ -12,7 +12,7 @@
 //!
 //! State: `stock/<sku>` holds the units left (a JSON number), written the first time a SKU
 //! is touched; until then the stock is the initial one from the manifest's `[config]`
-//! `stock = "sku-1=100,sku-2=5"`. `orders/<id>` holds the order's [`Reservation`], so a
+//! `stock = "sku-1=100,sku-2=5"`. `orders/<id>` holds the order's `Reservation`, so a
 //! second `orders.placed` for the same order (a client retrying its publish) and a second
 //! `payments.declined` change nothing: the handler is idempotent per order.
 //!
