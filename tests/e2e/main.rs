@@ -20,7 +20,8 @@
 //! - `polyglot`: Python and JavaScript handlers built from source with choreo's SDKs.
 //! - `observe`: an event's causation tree and `choreo trace`; the live stream (SSE) and
 //!   `choreo tail`.
-//! - `operate`: dead-letters (HTTP and `choreo dlq`), `/metrics`, `/v1/topics`.
+//! - `operate`: dead-letters (HTTP and `choreo dlq`).
+//! - `metrics`: `/metrics` and `/v1/topics` after a known workload.
 //! - `retail`: the retail example's five handlers in three languages, 500 orders end to end.
 //! - `scaffold`: `choreo new` in each language, `choreo build`, `choreo deploy`, and what
 //!   they refuse.
@@ -40,6 +41,7 @@ mod harness;
 mod hostile;
 mod hot_deploy;
 mod http;
+mod metrics;
 mod observe;
 mod openapi;
 mod operate;
