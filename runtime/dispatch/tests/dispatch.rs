@@ -43,6 +43,7 @@ impl Rig {
                 HandlerSettings {
                     limits,
                     config: Default::default(),
+                    ..Default::default()
                 },
             )
             .await

@@ -1,9 +1,11 @@
 //! One call into a guest: its store, its sandbox, its deadline, and how its failure is
 //! classified.
 //!
-//! Every call gets a fresh store and instance: nothing a guest leaves in memory can leak
-//! into the next event, and a guest that corrupts itself only loses that call. The
-//! pooling allocator and the pre-linked `InstancePre` make this a few microseconds.
+//! By default every call gets a fresh store and instance: nothing a guest leaves in
+//! memory can leak into the next event, and a guest that corrupts itself only loses that
+//! call. The pooling allocator and the pre-linked `InstancePre` make this a few
+//! microseconds for a compiled guest; a handler may instead keep its instance between
+//! deliveries (`warm.rs`), and then a kept store is reset here for each call.
 //! The store data ([`CallState`]) holds the WASI context (which grants nothing), the
 //! limiter, and what the call produced (publishes, state writes).
 
@@ -22,6 +24,7 @@ use crate::error::{Failure, TrapKind};
 use crate::limits::{Limiter, Limits};
 use crate::output::{GuestOutput, Origin};
 use crate::state::Overlay;
+use crate::warm::{Warm, WarmInstances};
 
 /// What a call may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,43 +101,85 @@ pub(crate) struct CallLeftovers {
 /// in a host import rather than in guest code (guest code is stopped by the epoch).
 const DEADLINE_GRACE: Duration = Duration::from_millis(50);
 
-/// Runs `body` against a fresh instance of `pre` under the call's limits.
+/// Runs `body` under the call's limits, against an idle instance from `warm` when
+/// the handler keeps them (`warm.rs`), else against a fresh instance of `pre`. A
+/// call that ends without a failure puts its instance back into `warm`.
 pub(crate) async fn run<R>(
     host: &Host,
     pre: &crate::bindings::HandlerPre<CallState>,
+    warm: Option<&WarmInstances>,
     setup: CallSetup,
     body: impl AsyncFnOnce(&Handler, &mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> (Result<R, Failure>, CallLeftovers) {
     let started = Instant::now();
     let deadline = setup.limits.deadline;
-    let _slot = host
-        .inner
-        .slots
-        .acquire()
-        .await
-        .expect("the instance gate is never closed");
-    let mut store = new_store(host, setup, started + deadline);
+    let (mut store, reused, slot, served) = match warm.and_then(WarmInstances::take) {
+        Some(warm) => {
+            let mut store = warm.store;
+            store.data_mut().restart(setup, started + deadline);
+            (store, Some(warm.instance), warm.slot, warm.served)
+        }
+        None => {
+            let slot = host.acquire_slot().await;
+            (new_store(host, setup, started + deadline), None, slot, 0)
+        }
+    };
 
     let outcome = tokio::time::timeout(deadline + DEADLINE_GRACE, async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        body(&instance, &mut store).await
+        let instance = match reused {
+            Some(instance) => instance,
+            None => pre.instantiate_async(&mut store).await?,
+        };
+        let value = body(&instance, &mut store).await?;
+        Ok::<_, wasmtime::Error>((instance, value))
     })
     .await;
 
-    let result = match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(classify(&err, store.data(), deadline)),
-        Err(_elapsed) => Err(Failure::deadline(deadline)),
+    let (result, intact) = match outcome {
+        Ok(Ok((instance, value))) => (Ok(value), Some(instance)),
+        Ok(Err(err)) => (Err(classify(&err, store.data(), deadline)), None),
+        Err(_elapsed) => (Err(Failure::deadline(deadline)), None),
     };
-    let data = store.into_data();
-    data.outputs.0.finish();
-    data.outputs.1.finish();
-    let leftovers = CallLeftovers {
-        published: data.published,
-        state: data.setup.state,
-        elapsed: started.elapsed(),
-    };
+    let leftovers = store.data_mut().finish(started);
+    // A refused memory grow the guest survived still leaves it in a state nobody chose.
+    let healthy = store.data().limiter.memory_refused.is_none();
+    if let (Some(warm), Some(instance), true) = (warm, intact, healthy) {
+        warm.put(Warm::new(store, instance, slot, served + 1));
+    } else {
+        // The instance's pool slot is free only once its store is gone; then the
+        // permit may let the next call in.
+        drop(store);
+        drop(slot);
+    }
     (result, leftovers)
+}
+
+impl CallState {
+    /// Makes a kept instance's store ready for the next call: the new inputs, deadline
+    /// and output budget; nothing of the previous call's outputs.
+    fn restart(&mut self, setup: CallSetup, deadline: Instant) {
+        let origin = Origin {
+            handler: setup.handler.clone(),
+            event_id: setup.event_id.as_deref().map(Arc::from),
+        };
+        GuestOutput::restart_pair(&self.outputs, origin, setup.limits.max_output_bytes);
+        self.limiter = Limiter::new(&setup.limits);
+        self.setup = setup;
+        self.published.clear();
+        self.deadline = deadline;
+        self.deadline_hit = false;
+    }
+
+    /// Takes what the call produced, and logs a last unterminated output line.
+    fn finish(&mut self, started: Instant) -> CallLeftovers {
+        self.outputs.0.finish();
+        self.outputs.1.finish();
+        CallLeftovers {
+            published: std::mem::take(&mut self.published),
+            state: self.setup.state.take(),
+            elapsed: started.elapsed(),
+        }
+    }
 }
 
 fn new_store(host: &Host, setup: CallSetup, deadline: Instant) -> Store<CallState> {

@@ -10,15 +10,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::Error;
 use crate::bindings::Handler;
 use crate::call::CallState;
+use crate::warm::WarmRegistry;
 
 /// How often the epoch advances. Deadlines are checked at each tick, so a looping
 /// guest is stopped at most this long after its deadline; a running guest also yields
@@ -30,6 +31,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 const KEEP_RESIDENT_MEMORY_BYTES: usize = 1 << 20;
 /// Bytes of each table slot kept resident between instances.
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
+/// How often the epoch ticker drops warm instances idle past [`crate::warm::IDLE_TTL`].
+const WARM_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Slots decommitted together, so the TLB is flushed once per batch.
 const DECOMMIT_BATCH: usize = 16;
 
@@ -82,8 +85,10 @@ pub(crate) struct HostInner {
     pub(crate) linker: Linker<CallState>,
     pub(crate) pool: PoolConfig,
     /// One permit per pool slot: a call waits for a slot instead of failing when every
-    /// instance is busy.
-    pub(crate) slots: Semaphore,
+    /// instance is busy. An idle warm instance holds its permit (`warm.rs`).
+    pub(crate) slots: Arc<Semaphore>,
+    /// Idle warm instances of every handler, which give their slots back on demand.
+    pub(crate) warm: Arc<WarmRegistry>,
     ticker: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
@@ -114,26 +119,34 @@ impl Host {
             .map_err(Error::Engine)?;
 
         let stop = Arc::new(AtomicBool::new(false));
+        let warm = Arc::new(WarmRegistry::default());
         let ticker = {
             let engine = engine.clone();
             let stop = stop.clone();
+            let warm = warm.clone();
             std::thread::Builder::new()
                 .name("choreo-epoch".into())
                 .spawn(move || {
+                    let mut last_sweep = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
+                        if last_sweep.elapsed() >= WARM_SWEEP_INTERVAL {
+                            last_sweep = Instant::now();
+                            warm.sweep();
+                        }
                     }
                 })
                 .map_err(|err| Error::Engine(wasmtime::Error::new(err)))?
         };
-        let slots = Semaphore::new(pool.max_instances as usize);
+        let slots = Arc::new(Semaphore::new(pool.max_instances as usize));
         Ok(Host {
             inner: Arc::new(HostInner {
                 engine,
                 linker,
                 pool,
                 slots,
+                warm,
                 ticker: Some(ticker),
                 stop,
             }),
@@ -148,6 +161,25 @@ impl Host {
     /// The pool sizes this host was built with.
     pub fn pool(&self) -> &PoolConfig {
         &self.inner.pool
+    }
+
+    /// A pool slot for one instance. When every slot is taken, idle warm instances give
+    /// theirs back first; only then does the call wait for a running one to finish.
+    pub(crate) async fn acquire_slot(&self) -> OwnedSemaphorePermit {
+        loop {
+            if let Ok(permit) = self.inner.slots.clone().try_acquire_owned() {
+                return permit;
+            }
+            if !self.inner.warm.evict_one() {
+                return self
+                    .inner
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the instance gate is never closed");
+            }
+        }
     }
 
     /// A fingerprint of everything that makes a precompiled artifact loadable by this

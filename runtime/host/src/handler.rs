@@ -4,7 +4,8 @@
 //! Loading checks the world, then calls `describe` under the handler's limits (a
 //! describe that loops or traps is refused like any other broken component) and
 //! validates the answer. A [`LoadedHandler`] is cheap to clone and safe to share: each
-//! call instantiates afresh from the same `InstancePre`.
+//! call instantiates afresh from the same `InstancePre`, or takes an instance the
+//! handler kept from an earlier delivery (`warm.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,16 +21,32 @@ use crate::error::{CallError, Failure};
 use crate::info::HandlerInfo;
 use crate::limits::Limits;
 use crate::state::{MemoryState, Overlay, StateReader, StateWrite};
+use crate::warm::{MAX_DELIVERIES_PER_INSTANCE, WarmInstances};
 use crate::{Error, Host};
 
-/// What the deployer knows about a handler before loading it: its limits and the
-/// `[config]` values of its manifest.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the deployer knows about a handler before loading it: its limits, the
+/// `[config]` values of its manifest, and how long an instance lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerSettings {
     /// Limits for every call, `describe` included.
     pub limits: Limits,
     /// Values the guest reads through the `config` import.
     pub config: BTreeMap<String, String>,
+    /// Deliveries one instance serves, one after the other, before it is replaced: 1
+    /// (the default) is a fresh instance per delivery; more keeps the instance warm
+    /// between deliveries, at most [`crate::MAX_DELIVERIES_PER_INSTANCE`]. A kept
+    /// instance is dropped after any failure; see the `warm` module for the rules.
+    pub deliveries_per_instance: u32,
+}
+
+impl Default for HandlerSettings {
+    fn default() -> Self {
+        HandlerSettings {
+            limits: Limits::default(),
+            config: BTreeMap::new(),
+            deliveries_per_instance: 1,
+        }
+    }
 }
 
 /// The `source` of every event a handler publishes is this prefix followed by the
@@ -47,6 +64,8 @@ pub struct LoadedHandler {
     declared: Arc<[Pattern]>,
     label: Arc<str>,
     source: Arc<str>,
+    /// Idle instances kept between deliveries; `None` for a fresh one each time.
+    warm: Option<Arc<WarmInstances>>,
 }
 
 impl std::fmt::Debug for LoadedHandler {
@@ -138,7 +157,7 @@ impl Host {
             scope: None,
             state: Overlay::new(Arc::new(MemoryState::default())),
         };
-        let (raw, _) = call::run(self, &pre, setup, async |instance, store| {
+        let (raw, _) = call::run(self, &pre, None, setup, async |instance, store| {
             instance.call_describe(store).await
         })
         .await;
@@ -151,6 +170,15 @@ impl Host {
             field: invalid.field,
             reason: invalid.reason,
         })?;
+        let per_instance = settings.deliveries_per_instance;
+        if per_instance > MAX_DELIVERIES_PER_INSTANCE {
+            return Err(Error::LimitAboveCeiling {
+                handler: info.name.clone(),
+                limit: "deliveries_per_instance",
+                requested: per_instance as usize,
+                ceiling: MAX_DELIVERIES_PER_INSTANCE as usize,
+            });
+        }
         for (limit, requested, ceiling) in ceilings {
             if requested > ceiling {
                 return Err(Error::LimitAboveCeiling {
@@ -162,6 +190,11 @@ impl Host {
             }
         }
         tracing::info!(handler = %info.name, version = %info.version, source = source_name, "handler loaded");
+        let warm = (per_instance > 1).then(|| {
+            let warm = Arc::new(WarmInstances::new(per_instance));
+            self.inner.warm.register(&warm);
+            warm
+        });
         Ok(LoadedHandler {
             host: self.clone(),
             pre,
@@ -171,6 +204,7 @@ impl Host {
             info: Arc::new(info),
             limits,
             config,
+            warm,
         })
     }
 }
@@ -186,7 +220,8 @@ impl LoadedHandler {
         &self.limits
     }
 
-    /// Runs `handle` on `event` in a fresh instance. `attempt` counts from 1; `state`
+    /// Runs `handle` on `event`, in a fresh instance or a kept one
+    /// ([`HandlerSettings::deliveries_per_instance`]). `attempt` counts from 1; `state`
     /// is the handler's committed keyspace.
     pub async fn handle(
         &self,
@@ -225,11 +260,14 @@ impl LoadedHandler {
             state: Overlay::new(state),
         };
         let wit_event = to_wit(event, attempt);
-        let (result, leftovers) =
-            call::run(&self.host, &self.pre, setup, async |instance, store| {
-                instance.call_handle(store, &wit_event).await
-            })
-            .await;
+        let (result, leftovers) = call::run(
+            &self.host,
+            &self.pre,
+            self.warm.as_deref(),
+            setup,
+            async |instance, store| instance.call_handle(store, &wit_event).await,
+        )
+        .await;
         match result {
             Ok(Ok(())) => HandleOutcome {
                 result: Ok(()),
@@ -267,9 +305,13 @@ impl LoadedHandler {
             headers: request.headers.clone(),
             body: request.body.clone(),
         };
-        let (result, _) = call::run(&self.host, &self.pre, setup, async |instance, store| {
-            instance.call_query(store, &wit_request).await
-        })
+        let (result, _) = call::run(
+            &self.host,
+            &self.pre,
+            None,
+            setup,
+            async |instance, store| instance.call_query(store, &wit_request).await,
+        )
         .await;
         let response = result.map_err(|failure| self.error(None, failure))?;
         Ok(QueryResponse {

@@ -18,6 +18,7 @@
 //! - `call`: one call's store, sandbox, deadline and failure classification.
 //! - `imports`: the host side of `emit`, `state`, `config` and `log`, one file each.
 //! - `state`: [`StateReader`] and the per-call overlay of writes.
+//! - `warm`: instances a handler keeps between deliveries, and the host taking them back.
 //! - `output`: guest stdout/stderr into `tracing`.
 //! - `info`: [`HandlerInfo`], the validated answer of `describe`.
 //! - `limits`: [`Limits`] and their named defaults.
@@ -35,6 +36,7 @@ mod info;
 pub mod limits;
 mod output;
 mod state;
+mod warm;
 
 pub use component::ACCEPTED_WORLD_VERSIONS;
 pub use engine::{EPOCH_TICK, Host, PoolConfig};
@@ -47,4 +49,5 @@ pub use info::{HandlerInfo, TopicSchema};
 pub use limits::Limits;
 pub use output::GUEST_LOG_TARGET;
 pub use state::{MemoryState, StateReader, StateWrite, StoreError};
+pub use warm::{IDLE_TTL, MAX_DELIVERIES_PER_INSTANCE};
 pub use wasmtime::component::Component;

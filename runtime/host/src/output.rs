@@ -63,6 +63,23 @@ impl GuestOutput {
         (make(Stream::Stdout), make(Stream::Stderr))
     }
 
+    /// Points a pair made by [`GuestOutput::pair`] at a new call: its origin and a new
+    /// shared budget. The guest may hold its streams across calls (a kept instance), so
+    /// the pair is changed in place rather than replaced.
+    pub(crate) fn restart_pair(pair: &(Self, Self), origin: Origin, max_total: usize) {
+        let budget = Arc::new(Mutex::new(max_total));
+        for output in [&pair.0, &pair.1] {
+            let mut buffer = output
+                .shared
+                .lock()
+                .expect("guest output lock is never poisoned");
+            buffer.origin = origin.clone();
+            buffer.budget = budget.clone();
+            buffer.line.clear();
+            buffer.dropped = false;
+        }
+    }
+
     /// Logs a last unterminated line, if any. Called when the call ends.
     pub(crate) fn finish(&self) {
         let mut buffer = self

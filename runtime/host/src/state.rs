@@ -98,6 +98,12 @@ impl Overlay {
         }
     }
 
+    /// Takes the writes made so far, leaving an overlay with none over the same reader.
+    pub(crate) fn take(&mut self) -> Overlay {
+        let empty = Overlay::new(self.reader.clone());
+        std::mem::replace(self, empty)
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.writes.get(key) {
             Some(written) => Ok(written.clone()),

@@ -30,6 +30,7 @@ async fn load_with(path: &str, limits: Limits) -> Result<LoadedHandler, Error> {
             HandlerSettings {
                 limits,
                 config: BTreeMap::new(),
+                ..Default::default()
             },
         )
         .await

@@ -1,0 +1,175 @@
+//! Kept instances (`deliveries_per_instance`): what a handler keeps between deliveries,
+//! when the host throws an instance away, and that idle instances never hold a pool
+//! slot another handler needs. The `hostile` guest's `hostile.count` publishes how many
+//! such events its instance has handled, so a test can see which instance ran.
+
+// Helpers outside #[test] functions panic on failure by design, like the tests.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use choreo_core::{Event, RecordedEvent, Topic};
+use choreo_host::{
+    Error, Failure, HandlerSettings, Host, Limits, LoadedHandler, MAX_DELIVERIES_PER_INSTANCE,
+    MemoryState, PoolConfig,
+};
+use choreo_test_guests as guests;
+
+fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| Host::new().expect("engine builds"))
+}
+
+async fn load_on(host: &Host, per_instance: u32, limits: Limits) -> LoadedHandler {
+    try_load_on(host, per_instance, limits).await.unwrap()
+}
+
+async fn try_load_on(
+    host: &Host,
+    per_instance: u32,
+    limits: Limits,
+) -> Result<LoadedHandler, Error> {
+    let wasm = std::fs::read(guests::HOSTILE).unwrap();
+    let component = host.compile("hostile", &wasm)?;
+    let settings = HandlerSettings {
+        limits,
+        deliveries_per_instance: per_instance,
+        ..Default::default()
+    };
+    host.load("hostile", &component, settings).await
+}
+
+/// Handles one `topic` event; for `hostile.count`, returns what the instance counted.
+async fn deliver(handler: &LoadedHandler, topic: &str) -> Result<Option<u64>, Failure> {
+    let event = RecordedEvent {
+        seq: 1,
+        event: Event::new(Topic::new(topic).unwrap(), "test://warm", Vec::new()),
+    };
+    let outcome = handler
+        .handle(&event, 1, Arc::new(MemoryState::default()))
+        .await;
+    outcome.result.map_err(|e| e.failure)?;
+    Ok(outcome.publishes.first().map(|published| {
+        std::str::from_utf8(&published.data)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }))
+}
+
+async fn counts(handler: &LoadedHandler, deliveries: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    for _ in 0..deliveries {
+        seen.push(deliver(handler, "hostile.count").await.unwrap().unwrap());
+    }
+    seen
+}
+
+#[tokio::test]
+async fn by_default_every_delivery_gets_a_fresh_instance() {
+    let handler = load_on(host(), 1, Limits::default()).await;
+    assert_eq!(counts(&handler, 4).await, [1, 1, 1, 1]);
+}
+
+#[tokio::test]
+async fn a_kept_instance_serves_its_share_then_is_replaced() {
+    let handler = load_on(host(), 3, Limits::default()).await;
+    assert_eq!(counts(&handler, 7).await, [1, 2, 3, 1, 2, 3, 1]);
+}
+
+#[tokio::test]
+async fn a_guest_that_answers_retry_or_reject_keeps_its_instance() {
+    let handler = load_on(host(), 100, Limits::default()).await;
+    assert_eq!(counts(&handler, 2).await, [1, 2]);
+    assert!(matches!(
+        deliver(&handler, "hostile.retry").await,
+        Err(Failure::Retry(_))
+    ));
+    assert!(matches!(
+        deliver(&handler, "hostile.reject").await,
+        Err(Failure::Reject(_))
+    ));
+    assert_eq!(counts(&handler, 1).await, [3]);
+}
+
+#[tokio::test]
+async fn a_trap_a_deadline_or_a_refused_memory_grow_discards_the_instance() {
+    let limits = Limits {
+        deadline: Duration::from_millis(200),
+        max_memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let handler = load_on(host(), 100, limits).await;
+    assert_eq!(counts(&handler, 2).await, [1, 2]);
+    for topic in ["hostile.trap", "hostile.loop", "hostile.memory"] {
+        let failed = deliver(&handler, topic).await;
+        assert!(
+            matches!(failed, Err(Failure::Trap { .. })),
+            "{topic}: {failed:?}"
+        );
+        assert_eq!(
+            counts(&handler, 2).await,
+            [1, 2],
+            "after {topic}, a fresh instance"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_each_get_their_own_instance() {
+    let handler = load_on(host(), 1000, Limits::default()).await;
+    // Ten callers at once, five deliveries each. An instance serves one call at a time
+    // and counts 1, 2, 3… over its life, so across all of them there are as many 1s as
+    // instances (at most one per caller), and never more of any count than of the one
+    // before it.
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let handler = handler.clone();
+            tokio::spawn(async move { counts(&handler, 5).await })
+        })
+        .collect();
+    let mut per_count = std::collections::BTreeMap::<u64, usize>::new();
+    for call in calls {
+        for count in call.await.unwrap() {
+            *per_count.entry(count).or_default() += 1;
+        }
+    }
+    let histogram: Vec<usize> = per_count.values().copied().collect();
+    assert_eq!(histogram.iter().sum::<usize>(), 50, "{per_count:?}");
+    assert!((1..=10).contains(&histogram[0]), "{per_count:?}");
+    assert!(histogram.windows(2).all(|w| w[0] >= w[1]), "{per_count:?}");
+    assert_eq!(
+        per_count.keys().copied().collect::<Vec<_>>(),
+        (1..=per_count.len() as u64).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn idle_instances_give_their_pool_slots_back() {
+    // One slot in the whole host: a handler that keeps its idle instance holds it, and
+    // another handler must still get to run.
+    let host = Host::with_pool(PoolConfig {
+        max_instances: 1,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let first = load_on(&host, 100, Limits::default()).await;
+    let second = load_on(&host, 100, Limits::default()).await;
+    let run = async {
+        assert_eq!(counts(&first, 2).await, [1, 2]);
+        assert_eq!(counts(&second, 2).await, [1, 2]);
+        // The first handler's instance was given up for the second's.
+        assert_eq!(counts(&first, 1).await, [1]);
+    };
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("an idle instance never blocks a call of another handler");
+}
+
+#[tokio::test]
+async fn a_share_above_the_ceiling_is_refused() {
+    let refused = try_load_on(host(), MAX_DELIVERIES_PER_INSTANCE + 1, Limits::default()).await;
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("deliveries_per_instance"), "{err}");
+}
