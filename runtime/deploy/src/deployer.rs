@@ -319,6 +319,7 @@ impl Deployer {
         let settings = HandlerSettings {
             limits: manifest.limits.clone(),
             config: manifest.config.clone(),
+            deliveries_per_instance: manifest.deliveries_per_instance,
         };
         let handler = self
             .inner
@@ -398,6 +399,7 @@ pub async fn validate_file(host: &Host, wasm: &Path) -> Result<HandlerInfo, Erro
     let settings = HandlerSettings {
         limits: manifest.limits,
         config: manifest.config,
+        deliveries_per_instance: manifest.deliveries_per_instance,
     };
     let handler = host
         .load(&source_name, &component, settings)

@@ -7,6 +7,7 @@
 //! ```toml
 //! concurrency = 4                  # 1..=MAX_CONCURRENCY, default 1 (strict order)
 //! start = "earliest"               # "next" (default) | "earliest" | RFC 3339 time
+//! deliveries_per_instance = 1000   # 1 (default): a fresh instance per delivery
 //!
 //! [limits]                         # choreo_host::Limits; every key optional
 //! deadline_ms = 2000
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use choreo_broker::{MAX_CONCURRENCY, RetryPolicy, StartPosition};
 use choreo_core::Timestamp;
-use choreo_host::Limits;
+use choreo_host::{Limits, MAX_DELIVERIES_PER_INSTANCE};
 use serde::Deserialize;
 
 use crate::Error;
@@ -68,6 +69,9 @@ pub struct Manifest {
     pub limits: Limits,
     /// Values the guest reads through its `config` import. Default empty.
     pub config: BTreeMap<String, String>,
+    /// Deliveries one instance serves in turn before it is replaced. Default 1, a fresh
+    /// instance per delivery; see `choreo_host::HandlerSettings::deliveries_per_instance`.
+    pub deliveries_per_instance: u32,
 }
 
 impl Default for Manifest {
@@ -78,6 +82,7 @@ impl Default for Manifest {
             retry: RetryPolicy::default(),
             limits: Limits::default(),
             config: BTreeMap::new(),
+            deliveries_per_instance: 1,
         }
     }
 }
@@ -88,6 +93,7 @@ impl Default for Manifest {
 struct RawManifest {
     concurrency: Option<i64>,
     start: Option<String>,
+    deliveries_per_instance: Option<i64>,
     limits: Option<Limits>,
     retry: Option<RawRetry>,
     config: Option<BTreeMap<String, String>>,
@@ -129,6 +135,17 @@ impl Manifest {
                      \"2026-01-31T12:00:00Z\", found {start:?}"
                 ))
             })?;
+        }
+        if let Some(count) = raw.deliveries_per_instance {
+            manifest.deliveries_per_instance = u32::try_from(count)
+                .ok()
+                .filter(|c| (1..=MAX_DELIVERIES_PER_INSTANCE).contains(c))
+                .ok_or_else(|| {
+                    fail(format!(
+                        "`deliveries_per_instance` must be 1 to \
+                         {MAX_DELIVERIES_PER_INSTANCE}, found {count}"
+                    ))
+                })?;
         }
         if let Some(limits) = raw.limits {
             if limits.deadline.is_zero() {
@@ -269,6 +286,7 @@ mod tests {
             r#"
             concurrency = 4
             start = "2026-01-31T12:00:00Z"
+            deliveries_per_instance = 500
 
             [limits]
             deadline_ms = 250
@@ -286,6 +304,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(manifest.concurrency, 4);
+        assert_eq!(manifest.deliveries_per_instance, 500);
         assert_eq!(
             manifest.start,
             StartPosition::Time("2026-01-31T12:00:00Z".parse().unwrap())
@@ -357,6 +376,21 @@ mod tests {
             );
         }
         assert!(parse("concurrency = \"2\"").is_err());
+    }
+
+    #[test]
+    fn deliveries_per_instance_must_be_in_range() {
+        assert_eq!(parse("").unwrap().deliveries_per_instance, 1);
+        for bad in ["0", "-3", "100001"] {
+            let err = parse(&format!("deliveries_per_instance = {bad}")).unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "`deliveries_per_instance` must be 1 to {MAX_DELIVERIES_PER_INSTANCE}, \
+                     found {bad}"
+                )),
+                "{err}"
+            );
+        }
     }
 
     #[test]

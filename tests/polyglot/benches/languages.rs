@@ -7,7 +7,9 @@
 //! The handlers are the nearest like-for-like ones the tests build: the Rust `counter`
 //! (state read and write), `py-counter` and `js-enricher` (JSON in, state read and
 //! write, one JSON publish). Size, compile and cached-load times are measured once each
-//! and printed; deliveries go through criterion as `delivery/<language>`.
+//! and printed; deliveries go through criterion as `delivery/<language>/fresh` (a fresh
+//! instance per delivery, the default) and `delivery/<language>/kept` (the handler keeps
+//! its instance between deliveries: `deliveries_per_instance`).
 
 // Helpers outside #[test] functions panic on failure by design, like the tests.
 #![allow(clippy::unwrap_used)]
@@ -18,6 +20,9 @@ use std::time::Instant;
 use choreo_core::{Event, RecordedEvent, Topic};
 use choreo_host::{HandlerSettings, Host, MemoryState, StateReader};
 use criterion::{Criterion, criterion_group, criterion_main};
+
+/// `deliveries_per_instance` of the `kept` variant of each delivery bench.
+const KEPT_DELIVERIES: u32 = 10_000;
 
 /// (language, component, topic it handles, event data).
 const GUESTS: &[(&str, &str, &str, &str)] = &[
@@ -60,8 +65,15 @@ fn benches(c: &mut Criterion) {
         // SAFETY: the artifact was made by this host just above.
         let cached = unsafe { host.load_precompiled(language, &artifact) }.unwrap();
         let load = started.elapsed();
-        let handler = runtime
+        let fresh = runtime
             .block_on(host.load(language, &cached, HandlerSettings::default()))
+            .unwrap();
+        let kept_settings = HandlerSettings {
+            deliveries_per_instance: KEPT_DELIVERIES,
+            ..HandlerSettings::default()
+        };
+        let kept = runtime
+            .block_on(host.load(language, &cached, kept_settings))
             .unwrap();
         eprintln!(
             "{language}: component {:.1} MiB, cold compile {:.2} s, cached load {:.1} ms",
@@ -77,18 +89,20 @@ fn benches(c: &mut Criterion) {
                 data.as_bytes().to_vec(),
             ),
         };
-        group.bench_function(*language, |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let started = Instant::now();
-                    for _ in 0..iters {
-                        let outcome = handler.handle(&event, 1, state.clone()).await;
-                        assert!(outcome.result.is_ok(), "{language}: {:?}", outcome.result);
-                    }
-                    started.elapsed()
+        for (instances, handler) in [("fresh", &fresh), ("kept", &kept)] {
+            group.bench_function(format!("{language}/{instances}"), |b| {
+                b.iter_custom(|iters| {
+                    runtime.block_on(async {
+                        let started = Instant::now();
+                        for _ in 0..iters {
+                            let outcome = handler.handle(&event, 1, state.clone()).await;
+                            assert!(outcome.result.is_ok(), "{language}: {:?}", outcome.result);
+                        }
+                        started.elapsed()
+                    })
                 })
-            })
-        });
+            });
+        }
     }
     group.finish();
 }

@@ -85,11 +85,37 @@ pub(crate) fn render(language: Language, vars: &Vars) -> Vec<(PathBuf, String)> 
         Language::Python => PYTHON,
         Language::Js => JS,
     };
+    let instances = instances_setting(language);
     COMMON
         .iter()
         .chain(own)
-        .map(|t| (PathBuf::from(vars.fill(t.path)), vars.fill(t.text)))
+        .map(|t| {
+            let text = t.text.replace("{{instances}}", instances);
+            (PathBuf::from(vars.fill(t.path)), vars.fill(&text))
+        })
         .collect()
+}
+
+/// The manifest's `deliveries_per_instance` lines (`{{instances}}`). A compiled Rust guest
+/// instantiates in microseconds, so it keeps the default, a fresh instance per delivery.
+/// An interpreter (CPython, SpiderMonkey) costs milliseconds to instantiate and warm up,
+/// about thirty times its handler's own work, so those projects keep their instance.
+fn instances_setting(language: Language) -> &'static str {
+    match language {
+        Language::Rust => {
+            "# Deliveries one instance serves in turn before a fresh one replaces it. 1 gives\n\
+             # every delivery a fresh instance: nothing in memory outlives an event.\n\
+             # deliveries_per_instance = 1"
+        }
+        Language::Python | Language::Js => {
+            "# Deliveries one instance serves in turn before a fresh one replaces it. Starting\n\
+             # the interpreter costs far more than a typical handler's work, so the instance is\n\
+             # kept: module-level variables live on between deliveries (use `state` for what\n\
+             # must last). Any failure, trap or deadline replaces the instance; 1 gives every\n\
+             # delivery a fresh one.\n\
+             deliveries_per_instance = 1000"
+        }
+    }
 }
 
 #[cfg(test)]
