@@ -41,6 +41,9 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// one. Per ordering key, deliveries come in seq order and one at a time; across
     /// keys, at most the handler's concurrency are in flight. A lease not committed
     /// before it expires is delivered again.
+    ///
+    /// Cancel-safe: a future dropped before it returns has leased nothing, so a caller
+    /// may race it against a stop signal.
     async fn lease(
         &self,
         handler: &HandlerName,

@@ -5,6 +5,8 @@
 //! [`crate::writer::Request::Leased`]). When nothing is leasable the call sleeps until
 //! the handler's [`tokio::sync::Notify`] fires (new entries, a settled commit, a resume)
 //! or until the earliest backoff end or lease expiry, and never past `wait`: no polling.
+//! The only await is that sleep, before anything is leased: a lease future dropped
+//! there leases nothing (the trait promises callers this cancel-safety).
 
 use std::collections::HashMap;
 use std::time::Duration;

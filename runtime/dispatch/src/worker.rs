@@ -20,9 +20,9 @@ use tracing::Instrument;
 use crate::state::BrokerState;
 use crate::stats::HandlerCounters;
 
-/// How long one lease call waits for a delivery before the worker checks whether it
-/// should stop: short enough for a prompt undeploy or shutdown, long enough that an
-/// idle handler costs nothing.
+/// How long one lease call waits for a delivery before the worker goes round its loop
+/// again (a stop interrupts the wait at once); long enough that an idle handler costs
+/// nothing.
 pub(crate) const LEASE_WAIT: Duration = Duration::from_millis(250);
 
 /// Extra lease time beyond the handler's deadline, covering the commit after the call.
@@ -76,10 +76,13 @@ pub(crate) async fn run(
             .limits()
             .deadline
             + LEASE_MARGIN;
-        let deliveries = match broker
-            .lease(&shared.name, permits.len(), lease_for, LEASE_WAIT)
-            .await
-        {
+        // `lease` is cancel-safe, so a stop ends its long poll at once: an undeploy
+        // (and the redeploy waiting behind it) never waits out LEASE_WAIT.
+        let leased = tokio::select! {
+            leased = broker.lease(&shared.name, permits.len(), lease_for, LEASE_WAIT) => leased,
+            _ = stop.changed() => break,
+        };
+        let deliveries = match leased {
             Ok(deliveries) => deliveries,
             Err(err) => {
                 tracing::error!(handler = %shared.name, error = %err, "leasing deliveries failed");
