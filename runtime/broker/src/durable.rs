@@ -3,8 +3,8 @@
 //! The writer (`writer.rs`) builds a group and applies its batch to sled, then hands the
 //! group to this stage's thread as an [`Applied`] and goes on with the next group. This
 //! thread takes every group that has been handed over so far, makes all of them durable
-//! with one sled `flush()` (and in strict mode one fdatasync), and only then updates the
-//! in-memory view and answers them, in the order they were applied.
+//! with one sled `flush()` (and in strict mode one fdatasync), and only then answers
+//! them and moves the durable seq on, in the order they were applied.
 //!
 //! Decision: two threads instead of one, so that the writer's CPU work (building and
 //! applying the next group) overlaps the disk wait of the previous one. sled 0.34 limits
@@ -16,10 +16,10 @@
 //!
 //! Why this keeps every guarantee: a group is answered only after a flush (and, in strict
 //! mode, an fdatasync) that started after its batch was applied, so it covers it; groups
-//! are answered in order; the view lags the store but never runs ahead of what is
-//! durable. Requests whose building reads the view in ways a lagging view would change
-//! (subscribe, remove, retention, replay, …) wait in the writer until this stage is idle
-//! (see `Request::needs_settled_view`).
+//! are answered, and become durable, in order. The in-memory view (queues, leases) is
+//! not held back: the writer updates it as it applies a batch (`writer.rs`), so a
+//! delivery may start while its event is still being synced; see `apply_to_view` for
+//! why that is safe.
 //!
 //! A failed flush or sync stops the broker, as before: every group still in the pipeline
 //! is answered with the failure.
@@ -28,17 +28,13 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use choreo_core::HandlerName;
-
 use crate::store::Syncer;
-use crate::txn::Effect;
 use crate::writer::{Pending, Shared};
 use crate::{Durability, Error, Result};
 
 /// A group whose batch is applied to sled but not yet durable.
 pub(crate) struct Applied {
     pub(crate) answers: Vec<Pending>,
-    pub(crate) effects: Vec<Effect>,
     /// The highest seq assigned so far, including this group's.
     pub(crate) last_seq: u64,
     /// The group's place in the order of groups (`Shared::groups_applying`).
@@ -99,7 +95,6 @@ impl Durable {
             };
             for applied in round {
                 if failure.is_none() {
-                    apply(&self.shared, applied.effects);
                     self.shared.durable_seq.send_if_modified(|durable| {
                         let advanced = applied.last_seq > *durable;
                         *durable = applied.last_seq;
@@ -154,49 +149,6 @@ impl Durable {
         if let Err(e) = self.syncer.sync() {
             tracing::error!(error = %e, "broker.sync failed; the broker stops accepting writes");
             self.shared.fail(e.to_string());
-        }
-    }
-}
-
-/// Brings the in-memory view in step with what was just made durable.
-fn apply(shared: &Shared, effects: Vec<Effect>) {
-    let mut registry = shared.registry();
-    let mut woken: Vec<HandlerName> = Vec::new();
-    for effect in effects {
-        let name = effect.handler().clone();
-        let Some(handler) = registry.handlers.get_mut(&name) else {
-            continue;
-        };
-        match effect {
-            Effect::Enqueue { seq, record, .. } => handler.queue.insert(seq, record),
-            Effect::Settle { seq, .. } => handler.queue.remove(seq),
-            Effect::Retry {
-                seq,
-                not_before_ms,
-                error,
-                ..
-            } => {
-                handler.last_error = Some(error.clone());
-                handler.queue.retry(seq, not_before_ms, error);
-            }
-            Effect::DeadLettered { reason, .. } => {
-                handler.dead_letters += 1;
-                handler.last_error = Some(reason);
-            }
-            Effect::DeadLettersRemoved { count, .. } => {
-                handler.dead_letters = handler.dead_letters.saturating_sub(count);
-            }
-            Effect::Wake { .. } => {}
-        }
-        if woken.last() != Some(&name) {
-            woken.push(name);
-        }
-    }
-    woken.sort();
-    woken.dedup();
-    for name in woken {
-        if let Some(handler) = registry.handlers.get(&name) {
-            handler.notify.notify_waiters();
         }
     }
 }

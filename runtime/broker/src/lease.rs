@@ -110,8 +110,8 @@ impl SledBroker {
 /// Decision: when the seqs are dense (a catch-up, or a busy handler, leases runs of
 /// neighbouring seqs), one range scan over their span: sled walks each leaf once, where a
 /// point read descends the tree for every event. Sparse seqs are read one by one. Every
-/// leased event is in the log: it is durable before it is enqueued, and retention keeps
-/// events that a queue holds.
+/// leased event is in the log: it reaches the tree in the batch that enqueues it, and
+/// retention keeps events that a queue holds.
 fn read_leased(tree: &sled::Tree, seqs: &[u64]) -> Result<Vec<RecordedEvent>> {
     let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
         return Ok(Vec::new());

@@ -2,10 +2,11 @@
 //!
 //! Every state-changing call becomes a [`Request`] on a channel. The writer takes the
 //! first waiting request, then every request that queued up behind it (up to
-//! [`MAX_GROUP_REQUESTS`]), builds all of them into one `sled::Batch` and applies it,
-//! then hands the group to the durability stage (`durable.rs`), which flushes once (in
-//! strict mode also fdatasyncs once) for every group handed over meanwhile, and only
-//! then updates the in-memory view and answers. While one group is being made durable
+//! [`MAX_GROUP_REQUESTS`]), builds all of them into one `sled::Batch`, applies it and
+//! updates the in-memory view (queues wake their workers), then hands the group to the
+//! durability stage (`durable.rs`), which flushes once (in strict mode also fdatasyncs
+//! once) for every group handed over meanwhile, and only then answers. While one group
+//! is being made durable
 //! the next ones are built, so under load many publishers share each sync: this is
 //! what makes strict durability affordable.
 //!
@@ -29,7 +30,7 @@ use crate::config::MAX_GROUP_REQUESTS;
 use crate::durable::Applied;
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::txn::Group;
+use crate::txn::{Effect, Group};
 use crate::{Clock, Committed, Config, Error, Outcome, Published, Result, Selection, Subscription};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
@@ -61,23 +62,6 @@ pub(crate) enum Request {
 impl Request {
     fn is_exclusive(&self) -> bool {
         matches!(self, Request::Remove(..) | Request::Retention(..))
-    }
-
-    /// Whether building this request reads parts of the in-memory view that lag the
-    /// store while groups sit in the durability stage (queue contents, dead-letter
-    /// counts). Such a request waits until that stage is idle. Publishes, commits and
-    /// lease records do not: a commit only touches entries that were leased, hence
-    /// already in the view, and matching reads the pattern index, which subscribe
-    /// changes at once.
-    fn needs_settled_view(&self) -> bool {
-        !matches!(
-            self,
-            Request::Publish(..)
-                | Request::Commit(..)
-                | Request::Leased(..)
-                | Request::Flush(_)
-                | Request::Close(_)
-        )
     }
 }
 
@@ -217,9 +201,6 @@ impl Writer {
             if group.is_empty() {
                 continue;
             }
-            if group.iter().any(Request::needs_settled_view) {
-                self.settle();
-            }
             let closing = group.iter().any(|r| matches!(r, Request::Close(_)));
             self.process(group);
             if closing {
@@ -231,7 +212,6 @@ impl Writer {
             {
                 last_retention = now;
                 let (reply, _) = oneshot::channel();
-                self.settle();
                 self.process(vec![Request::Retention(reply)]);
             }
         }
@@ -249,8 +229,7 @@ impl Writer {
         }
     }
 
-    /// Waits until the durability stage has answered every group handed to it, so the
-    /// in-memory view reflects everything applied.
+    /// Waits until the durability stage has answered every group handed to it (closing).
     fn settle(&mut self) {
         while self.in_flight > 0 {
             match self.done.recv() {
@@ -311,9 +290,9 @@ impl Writer {
             Ok(()) => {
                 self.next_seq = next_seq;
                 self.log_bytes = log_bytes;
+                apply_to_view(&self.shared, effects);
                 let applied = Applied {
                     answers,
-                    effects,
                     last_seq: next_seq.saturating_sub(1),
                     group_number,
                     force_sync,
@@ -408,5 +387,58 @@ fn pending_for(request: Request) -> Pending {
         | Request::Retention(reply) => fail(reply),
         Request::Close(Some(reply)) => fail(reply),
         Request::Close(None) | Request::Leased(..) => Box::new(|_| {}),
+    }
+}
+
+/// Brings the in-memory view in step with a batch just applied to the tree, and wakes
+/// the handlers whose queues changed.
+///
+/// Decision: at apply time, not once the batch is durable. A publish's event is then
+/// leasable while the durability stage is still syncing it, which takes the sync (up to
+/// milliseconds in strict mode) out of publish → handler start. Nothing durable can come
+/// of it early: what a delivery does reaches the store only through a commit, in a later
+/// group, and groups become durable in order, so a crash that loses the event loses the
+/// commit with it and the delivery simply never happened. Every answer (the 202, a
+/// commit's result) and every read outside a delivery still waits for durability. The
+/// view never lags the store either, so building a request never sees it stale.
+fn apply_to_view(shared: &Shared, effects: Vec<Effect>) {
+    let mut registry = shared.registry();
+    let mut woken: Vec<HandlerName> = Vec::new();
+    for effect in effects {
+        let name = effect.handler().clone();
+        let Some(handler) = registry.handlers.get_mut(&name) else {
+            continue;
+        };
+        match effect {
+            Effect::Enqueue { seq, record, .. } => handler.queue.insert(seq, record),
+            Effect::Settle { seq, .. } => handler.queue.remove(seq),
+            Effect::Retry {
+                seq,
+                not_before_ms,
+                error,
+                ..
+            } => {
+                handler.last_error = Some(error.clone());
+                handler.queue.retry(seq, not_before_ms, error);
+            }
+            Effect::DeadLettered { reason, .. } => {
+                handler.dead_letters += 1;
+                handler.last_error = Some(reason);
+            }
+            Effect::DeadLettersRemoved { count, .. } => {
+                handler.dead_letters = handler.dead_letters.saturating_sub(count);
+            }
+            Effect::Wake { .. } => {}
+        }
+        if woken.last() != Some(&name) {
+            woken.push(name);
+        }
+    }
+    woken.sort();
+    woken.dedup();
+    for name in woken {
+        if let Some(handler) = registry.handlers.get(&name) {
+            handler.notify.notify_waiters();
+        }
     }
 }
