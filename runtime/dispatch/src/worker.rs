@@ -13,7 +13,7 @@ use std::time::Duration;
 use choreo_broker::{Broker, Committed, Delivery, Outcome, StateView, StateWrite};
 use choreo_core::HandlerName;
 use choreo_host::LoadedHandler;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -111,8 +111,7 @@ pub(crate) async fn run(
             let state = state.clone();
             in_flight.spawn(
                 async move {
-                    deliver(&*broker, &handler, delivery, state, &counters).await;
-                    drop(permit);
+                    deliver(&*broker, &handler, delivery, state, &counters, permit).await;
                 }
                 .instrument(span),
             );
@@ -123,12 +122,19 @@ pub(crate) async fn run(
 }
 
 /// Runs one delivery and commits its outcome.
+///
+/// Decision: the worker's slot (`permit`) is given back when the call ends, not when its
+/// commit is durable. The broker counts the delivery as in flight until the commit is
+/// applied, and hands out the next event of its key only then, so order and the
+/// handler's concurrency hold either way; but a slot held across the sync would cap each
+/// handler at `concurrency` deliveries per sync, whatever the CPU could do.
 async fn deliver(
     broker: &dyn Broker,
     handler: &LoadedHandler,
     delivery: Delivery,
     state: Arc<BrokerState>,
     counters: &HandlerCounters,
+    permit: OwnedSemaphorePermit,
 ) {
     if delivery.attempt == 1 {
         // A `time` in the future (a publisher's clock ahead of ours) counts as no delay.
@@ -138,6 +144,7 @@ async fn deliver(
     let outcome = handler
         .handle(&delivery.event, delivery.attempt, state)
         .await;
+    drop(permit);
     counters.called(outcome.elapsed);
     let micros = u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX);
     let token = delivery.token;
