@@ -113,6 +113,38 @@ async fn bad_requests_get_4xx_problem_json_naming_what_is_wrong() {
             mentions: "ce-specversion",
         },
         Case {
+            what: "a binary-mode source claiming a handler produced the event",
+            method: Method::POST,
+            path: "/v1/topics/orders.created",
+            headers: &[
+                ("ce-source", "choreo://handler/inventory"),
+                ("content-type", "application/json"),
+            ],
+            body: b"{}".to_vec(),
+            status: StatusCode::BAD_REQUEST,
+            mentions: "choreo://handler/",
+        },
+        Case {
+            what: "a structured event whose source claims a handler",
+            method: Method::POST,
+            path: "/v1/topics/orders.created",
+            headers: &[("content-type", "application/cloudevents+json")],
+            body: br#"{"specversion":"1.0","id":"e-1","source":"choreo://handler/x","type":"t"}"#
+                .to_vec(),
+            status: StatusCode::BAD_REQUEST,
+            mentions: "reserves",
+        },
+        Case {
+            what: "a batch with one event whose source claims a handler",
+            method: Method::POST,
+            path: "/v1/events",
+            headers: &[("content-type", "application/cloudevents-batch+json")],
+            body: br#"[{"specversion":"1.0","id":"e-1","source":"s","type":"t","topic":"a.b"},{"specversion":"1.0","id":"e-2","source":"choreo://handler/x","type":"t","topic":"a.b"}]"#
+                .to_vec(),
+            status: StatusCode::BAD_REQUEST,
+            mentions: "event 1 of the batch",
+        },
+        Case {
             what: "an invalid ce-time",
             method: Method::POST,
             path: "/v1/topics/orders.created",

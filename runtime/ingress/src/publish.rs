@@ -19,6 +19,7 @@ use serde::Serialize;
 use choreo_broker::Published;
 use choreo_cloudevents::{self as cloudevents, Destination, Refusal, percent_decode};
 use choreo_core::{Event, Topic};
+use choreo_host::HANDLER_SOURCE_PREFIX;
 
 use crate::AppState;
 use crate::auth::{Caller, Need};
@@ -122,6 +123,7 @@ async fn publish(
         }
         (Mode::Structured, _) => {
             let event = cloudevents::parse_event(&body, destination).map_err(refusal_problem)?;
+            check_source(&event)?;
             if let Some(caller) = caller {
                 caller.check(Need::Publish(&event.topic))?;
             }
@@ -131,15 +133,16 @@ async fn publish(
             let events =
                 cloudevents::parse_batch(&body, destination, state.config.max_batch_events)
                     .map_err(refusal_problem)?;
-            if let Some(caller) = caller {
-                for (index, event) in events.iter().enumerate() {
+            for (index, event) in events.iter().enumerate() {
+                let in_batch = |mut problem: Problem| {
+                    problem.detail = format!("event {index} of the batch: {}", problem.detail);
+                    problem
+                };
+                check_source(event).map_err(in_batch)?;
+                if let Some(caller) = caller {
                     caller
                         .check(Need::Publish(&event.topic))
-                        .map_err(|mut problem| {
-                            problem.detail =
-                                format!("event {index} of the batch: {}", problem.detail);
-                            problem
-                        })?;
+                        .map_err(in_batch)?;
                 }
             }
             return Ok(publish_batch(state, events).await);
@@ -158,8 +161,27 @@ fn binary_event(topic: &Topic, headers: &HeaderMap, body: &Bytes) -> Result<Even
             "the body is the event's data and must not be empty",
         ));
     }
-    cloudevents::from_binary(topic.clone(), headers, body.to_vec())
-        .map_err(|err| Problem::bad_request("invalid-attribute", err.to_string()))
+    let event = cloudevents::from_binary(topic.clone(), headers, body.to_vec())
+        .map_err(|err| Problem::bad_request("invalid-attribute", err.to_string()))?;
+    check_source(&event)?;
+    Ok(event)
+}
+
+/// Refuses a `source` that claims a handler produced the event: choreo stamps
+/// `choreo://handler/<name>` on what handlers publish, and the trace names the producer
+/// from it, so a client may not.
+fn check_source(event: &Event) -> Result<(), Problem> {
+    if event.source.starts_with(HANDLER_SOURCE_PREFIX) {
+        return Err(Problem::bad_request(
+            "reserved-source",
+            format!(
+                "source `{}` starts with `{HANDLER_SOURCE_PREFIX}`, which choreo reserves for \
+                 events its handlers publish",
+                event.source
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn publish_one(state: &AppState, event: Event) -> Reply {
