@@ -1,24 +1,20 @@
 //! Installs the pinned Python and JavaScript guest toolchains into the workspace when they
-//! are missing, builds the polyglot test handlers from source with choreo's SDKs, and
-//! writes their paths to `$OUT_DIR/polyglot.rs`.
+//! are missing (`choreo-sdk-tools`, the same installs `choreo build` uses), builds the
+//! polyglot test handlers from source with choreo's SDKs, and writes their paths to
+//! `$OUT_DIR/polyglot.rs`.
 //!
-//! - componentize-py goes into a venv at `<workspace>/target/sdk-tools/venv`, installed with
-//!   pip from `sdk/python/requirements-build.txt` (the one place its version is pinned);
-//! - componentize-js and jco go into `sdk/js/node_modules` with `npm ci`, from the committed
-//!   `sdk/js/package-lock.json`.
-//!
-//! Each install is redone only when its pin file changes (a copy of it is kept as a stamp
-//! beside the tools), and a file lock on `target/sdk-tools/.lock` makes concurrent builds
-//! (test and clippy at once) install and build one after the other. The components go to
+//! The checkout's tool lock is held throughout, so concurrent builds (test and clippy at
+//! once) install and build one after the other. The components go to
 //! `target/sdk-tools/components`, outside every cargo target dir, like the Rust guests of
-//! `tests/guests`. What is missing on the machine (python3 with venv, node, npm) is named
-//! with the fix.
+//! `tests/guests`.
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::{env, thread};
+
+use choreo_sdk_tools::Checkout;
 
 /// (constant, source dir relative to the workspace, entry file, language). The component is
 /// named after the dir's last component, so those must differ.
@@ -83,22 +79,21 @@ fn main() -> ExitCode {
 
 struct Paths {
     workspace: PathBuf,
-    tools: PathBuf,
-    venv: PathBuf,
+    checkout: Checkout,
     components: PathBuf,
 }
 
 impl Paths {
     fn python(&self) -> PathBuf {
-        self.venv.join("bin").join("python")
+        self.checkout.venv_python()
     }
 
     fn sdk_python(&self) -> PathBuf {
-        self.workspace.join("sdk").join("python")
+        self.checkout.python_sdk()
     }
 
     fn sdk_js(&self) -> PathBuf {
-        self.workspace.join("sdk").join("js")
+        self.checkout.js_sdk()
     }
 }
 
@@ -114,11 +109,10 @@ fn run() -> Result<(), String> {
             )
         })?
         .to_path_buf();
-    let tools = workspace.join("target").join("sdk-tools");
+    let checkout = Checkout::new(&workspace);
     let paths = Paths {
-        venv: tools.join("venv"),
-        components: tools.join("components"),
-        tools,
+        components: checkout.tools_dir().join("components"),
+        checkout,
         workspace,
     };
     let entries = FIXTURES
@@ -135,14 +129,16 @@ fn run() -> Result<(), String> {
 
     // Held until the end of the build script: installs and builds are not safe to run twice
     // at once on the same dirs.
-    let lock_path = paths.tools.join(".lock");
-    let lock = File::create(&lock_path)
-        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-
-    install_python(&paths)?;
-    install_js(&paths)?;
+    let lock = paths.checkout.lock().map_err(|e| format!("{e:#}"))?;
+    let announce = |what: &str| println!("cargo:warning={what}");
+    paths
+        .checkout
+        .python_venv(&lock, announce)
+        .map_err(|e| format!("{e:#}"))?;
+    paths
+        .checkout
+        .js_tools(&lock, announce)
+        .map_err(|e| format!("{e:#}"))?;
 
     // The two builds are independent and mostly single-threaded: run them side by side.
     let builds: Vec<_> = FIXTURES
@@ -192,76 +188,6 @@ fn run() -> Result<(), String> {
     })
 }
 
-/// Creates the venv and installs the pinned componentize-py, unless the stamp says the
-/// current pin is installed.
-fn install_python(paths: &Paths) -> Result<(), String> {
-    let requirements = paths.sdk_python().join("requirements-build.txt");
-    let stamp = paths.tools.join("venv.stamp");
-    if up_to_date(
-        &requirements,
-        &stamp,
-        &paths.venv.join("bin").join("componentize-py"),
-    ) {
-        return Ok(());
-    }
-    require(
-        "python3",
-        &["--version"],
-        "Python 3.11 or later (Debian: `apt-get install python3 python3-venv`)",
-    )?;
-    let _ = fs::remove_dir_all(&paths.venv);
-    let mut venv = Command::new("python3");
-    venv.arg("-m").arg("venv").arg(&paths.venv);
-    run_command(venv).map_err(|e| {
-        format!("{e}\nthe Python venv module is missing? Debian: `apt-get install python3-venv`")
-    })?;
-    let mut pip = Command::new(paths.python());
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--quiet",
-        "--timeout",
-        "60",
-        "-r",
-    ])
-    .arg(&requirements);
-    run_command(pip)?;
-    fs::copy(&requirements, &stamp)
-        .map(drop)
-        .map_err(|e| format!("cannot write {}: {e}", stamp.display()))
-}
-
-/// Runs `npm ci` in `sdk/js`, unless the stamp says the current lockfile is installed.
-fn install_js(paths: &Paths) -> Result<(), String> {
-    let lockfile = paths.sdk_js().join("package-lock.json");
-    let stamp = paths.tools.join("npm.stamp");
-    let cli = paths
-        .sdk_js()
-        .join("node_modules/@bytecodealliance/componentize-js/src/cli.js");
-    require(
-        "node",
-        &["--version"],
-        "Node.js 20 or later (https://nodejs.org, or Debian: `apt-get install nodejs npm`)",
-    )?;
-    if up_to_date(&lockfile, &stamp, &cli) {
-        return Ok(());
-    }
-    require(
-        "npm",
-        &["--version"],
-        "npm (it comes with Node.js; Debian: `apt-get install npm`)",
-    )?;
-    let mut npm = Command::new("npm");
-    npm.current_dir(paths.sdk_js())
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel", "error"]);
-    run_command(npm)?;
-    fs::copy(&lockfile, &stamp)
-        .map(drop)
-        .map_err(|e| format!("cannot write {}: {e}", stamp.display()))
-}
-
 fn build_command(paths: &Paths, dir: &str, entry: &str, lang: Lang) -> Command {
     let source = paths.workspace.join(dir).join(entry);
     let out = component_path(paths, dir);
@@ -295,37 +221,11 @@ fn component_path(paths: &Paths, dir: &str) -> PathBuf {
         .join(format!("{}.wasm", component_name(dir)))
 }
 
-/// Whether `stamp` holds the same bytes as `pin` and `installed` exists.
-fn up_to_date(pin: &Path, stamp: &Path, installed: &Path) -> bool {
-    installed.is_file() && matches!((fs::read(pin), fs::read(stamp)), (Ok(a), Ok(b)) if a == b)
-}
-
-/// Fails naming `tool` and how to install it when `tool args` cannot run.
-fn require(tool: &str, args: &[&str], install: &str) -> Result<(), String> {
-    match Command::new(tool).args(args).output() {
-        Ok(output) if output.status.success() => Ok(()),
-        _ => Err(format!(
-            "`{tool}` is needed to build the Python and JavaScript test handlers, and it is \
-             not on PATH (or does not run). Install {install}"
-        )),
-    }
-}
-
-fn run_command(mut command: Command) -> Result<(), String> {
-    let shown = format!("{command:?}");
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{shown} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
+/// Runs `command`, failing with the command line and everything it printed.
+fn run_command(command: Command) -> Result<(), String> {
+    choreo_sdk_tools::run(command)
+        .map(drop)
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn path_str(path: &Path) -> Result<&str, String> {

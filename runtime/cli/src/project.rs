@@ -265,9 +265,9 @@ impl Sdk {
         self.root.join("Cargo.lock")
     }
 
-    /// Where the Python build tools live, shared with choreo's own tests.
-    pub(crate) fn tools(&self) -> PathBuf {
-        self.root.join("target").join("sdk-tools")
+    /// The checkout as the SDK build tools see it: where they are installed.
+    pub(crate) fn checkout(&self) -> choreo_sdk_tools::Checkout {
+        choreo_sdk_tools::Checkout::new(&self.root)
     }
 }
 
