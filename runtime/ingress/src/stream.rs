@@ -268,6 +268,8 @@ fn message(recorded: &RecordedEvent) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use choreo_broker::{Config, SledBroker};
+
     use super::*;
 
     #[test]
@@ -280,6 +282,56 @@ mod tests {
         drop(first);
         assert_eq!(streams.open(), 1);
         assert!(streams.admit(2).is_some());
+    }
+
+    /// A stream over a fresh broker, following `pattern` from the start of the log.
+    fn tail(broker: Arc<SledBroker>, streams: &Streams, pattern: &str) -> Tail {
+        Tail {
+            log: broker.watch_log(),
+            broker,
+            pattern: Pattern::new(pattern).unwrap(),
+            next_seq: 1,
+            closing: streams.closing.subscribe(),
+            pending: VecDeque::new(),
+            greeted: false,
+            keep_alive_at: Instant::now() + KEEP_ALIVE,
+            _slot: streams.admit(1).unwrap(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_stream_sends_a_keep_alive_and_an_event_resets_its_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(SledBroker::open(Config::new(dir.path())).unwrap());
+        let streams = Streams::default();
+        let mut tail = tail(broker.clone(), &streams, "a.>");
+        let greeting = tail.next_chunk().await.unwrap();
+        assert!(greeting.starts_with(b"retry: "), "{greeting:?}");
+
+        // Nothing matches: the next chunk is the keep-alive, once KEEP_ALIVE has passed.
+        let started = Instant::now();
+        let chunk = tail.next_chunk().await.unwrap();
+        assert_eq!(&chunk[..], b": keep-alive\n\n");
+        assert!(started.elapsed() >= KEEP_ALIVE, "{:?}", started.elapsed());
+
+        // An event is sent at once, and the next keep-alive is a full KEEP_ALIVE later.
+        tokio::time::advance(KEEP_ALIVE / 2).await;
+        let event = choreo_core::Event::new(
+            choreo_core::Topic::new("a.b").unwrap(),
+            "test://sse",
+            b"1".to_vec(),
+        );
+        broker.publish(vec![event]).await.unwrap();
+        let chunk = tail.next_chunk().await.unwrap();
+        assert!(chunk.starts_with(b"id: 1\n"), "{chunk:?}");
+        let sent = Instant::now();
+        let chunk = tail.next_chunk().await.unwrap();
+        assert_eq!(&chunk[..], b": keep-alive\n\n");
+        assert!(sent.elapsed() >= KEEP_ALIVE, "{:?}", sent.elapsed());
+
+        // Closing the streams ends this one.
+        streams.close();
+        assert!(tail.next_chunk().await.is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::collections::{HashSet, VecDeque};
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use choreo_broker::Broker;
 use choreo_core::{Event, EventId, RecordedEvent};
 use choreo_host::HANDLER_SOURCE_PREFIX;
 
@@ -63,7 +64,7 @@ pub(crate) async fn show(state: &AppState, raw_id: &str) -> Reply {
         }
         Err(err) => return broker_problem(err),
     };
-    match Tree::walk(state, root).await {
+    match Tree::walk(&*state.broker, root).await {
         Ok(tree) => json_reply(StatusCode::OK, &tree.to_json()),
         Err(err) => broker_problem(err),
     }
@@ -81,7 +82,7 @@ struct Node {
 }
 
 impl Tree {
-    async fn walk(state: &AppState, root: RecordedEvent) -> choreo_broker::Result<Tree> {
+    async fn walk(broker: &dyn Broker, root: RecordedEvent) -> choreo_broker::Result<Tree> {
         let mut seen = HashSet::from([root.seq]);
         let mut tree = Tree {
             nodes: vec![Node {
@@ -100,7 +101,7 @@ impl Tree {
                 room + 1
             };
             let id = tree.nodes[index].recorded.event.id.clone();
-            let children = state.broker.caused_by(&id, want).await?;
+            let children = broker.caused_by(&id, want).await?;
             for child in children {
                 if !seen.insert(child.seq) {
                     continue;
@@ -147,9 +148,59 @@ impl Tree {
 
 #[cfg(test)]
 mod tests {
+    use choreo_broker::{Config, SledBroker};
     use choreo_core::{HandlerName, Topic};
 
     use super::*;
+
+    fn event(cause: Option<&Event>) -> Event {
+        let mut event = Event::new(Topic::new("orders.step").unwrap(), "test://trace", vec![]);
+        event.causation_id = cause.map(|cause| cause.id.clone());
+        event
+    }
+
+    async fn walk_from(broker: &SledBroker, root: &Event) -> Tree {
+        let root = broker.event_by_id(&root.id).await.unwrap().unwrap();
+        Tree::walk(broker, root).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_past_the_node_limit_is_cut_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = SledBroker::open(Config::new(dir.path())).unwrap();
+        let root = event(None);
+        broker.publish(vec![root.clone()]).await.unwrap();
+        for _ in 0..3 {
+            let batch = (0..400).map(|_| event(Some(&root))).collect();
+            broker.publish(batch).await.unwrap();
+        }
+        let tree = walk_from(&broker, &root).await;
+        assert_eq!(tree.nodes.len(), MAX_TRACE_NODES);
+        assert!(tree.truncated);
+        assert_eq!(tree.to_json()["nodes"], MAX_TRACE_NODES);
+    }
+
+    #[tokio::test]
+    async fn a_chain_is_cut_below_the_depth_limit_and_one_that_fits_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = SledBroker::open(Config::new(dir.path())).unwrap();
+        // chain[i + 1] is caused by chain[i]: depth i below chain[0].
+        let mut chain = vec![event(None)];
+        for _ in 0..MAX_TRACE_DEPTH + 5 {
+            let next = event(chain.last());
+            chain.push(next);
+        }
+        broker.publish(chain.clone()).await.unwrap();
+
+        let deep = walk_from(&broker, &chain[0]).await;
+        assert_eq!(deep.nodes.len(), MAX_TRACE_DEPTH + 1);
+        assert!(deep.truncated);
+
+        // From chain[5], the chain below is exactly MAX_TRACE_DEPTH deep: all of it fits.
+        let fits = walk_from(&broker, &chain[5]).await;
+        assert_eq!(fits.nodes.len(), MAX_TRACE_DEPTH + 1);
+        assert!(!fits.truncated);
+    }
 
     #[test]
     fn the_producer_is_the_handler_in_the_source_or_the_one_that_gave_up() {
