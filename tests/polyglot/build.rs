@@ -31,6 +31,19 @@ const FIXTURES: &[(&str, &str, &str, Lang)] = &[
         "handler.js",
         Lang::Js,
     ),
+    // The trivial handlers of the per-language bench (`benches/languages.rs`).
+    (
+        "PY_ECHO",
+        "tests/polyglot/fixtures/py-echo",
+        "app.py",
+        Lang::Python,
+    ),
+    (
+        "JS_ECHO",
+        "tests/polyglot/fixtures/js-echo",
+        "handler.js",
+        Lang::Js,
+    ),
     // The retail example's handlers, kept with the example and built here for its test.
     (
         "RETAIL_PAYMENTS",

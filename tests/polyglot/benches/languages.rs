@@ -1,15 +1,17 @@
 //! What a handler costs in each guest language, on the host alone: component size, cold
-//! compile, load from the artifact cache, and one delivery (a fresh instance, `handle`
-//! reading and writing state, and for Python and JavaScript one publish).
+//! compile, load from the artifact cache, and one delivery (`handle` on one event, in a
+//! fresh instance or a kept one).
 //!
 //! `cargo bench -p choreo-polyglot --bench languages`
 //!
-//! The handlers are the nearest like-for-like ones the tests build: the Rust `counter`
-//! (state read and write), `py-counter` and `js-enricher` (JSON in, state read and
-//! write, one JSON publish). Size, compile and cached-load times are measured once each
-//! and printed; deliveries go through criterion as `delivery/<language>/fresh` (a fresh
-//! instance per delivery, the default) and `delivery/<language>/kept` (the handler keeps
-//! its instance between deliveries: `deliveries_per_instance`).
+//! Two workloads: `echo`, the trivial handler written alike in each language (publish the
+//! event back: the Rust `echo` guest, `py-echo`, `js-echo`), and `state`, the nearest
+//! like-for-like stateful handlers the tests build (the Rust `counter`, a state read and
+//! write; `py-counter` and `js-enricher`, JSON in, state reads and writes, one JSON
+//! publish). Size, compile and cached-load times are measured once each and printed;
+//! deliveries go through criterion as `delivery/<workload>/<language>/fresh` (a fresh
+//! instance per delivery, the default) and `.../kept` (the handler keeps its instance
+//! between deliveries: `deliveries_per_instance`).
 
 // Helpers outside #[test] functions panic on failure by design, like the tests.
 #![allow(clippy::unwrap_used)]
@@ -24,21 +26,47 @@ use criterion::{Criterion, criterion_group, criterion_main};
 /// `deliveries_per_instance` of the `kept` variant of each delivery bench.
 const KEPT_DELIVERIES: u32 = 10_000;
 
-/// (language, component, topic it handles, event data).
-const GUESTS: &[(&str, &str, &str, &str)] = &[
+/// (workload, language, component, topic it handles, event data). `echo` is the trivial
+/// handler, the same work in every language: publish the event back. `state` is the
+/// nearest like-for-like stateful handler each language's tests build.
+const GUESTS: &[(&str, &str, &str, &str, &str)] = &[
     (
+        "echo",
+        "rust",
+        choreo_test_guests::ECHO,
+        "bench.in",
+        r#"{"id":"o-1"}"#,
+    ),
+    (
+        "echo",
+        "python",
+        choreo_polyglot::PY_ECHO,
+        "bench.in",
+        r#"{"id":"o-1"}"#,
+    ),
+    (
+        "echo",
+        "javascript",
+        choreo_polyglot::JS_ECHO,
+        "bench.in",
+        r#"{"id":"o-1"}"#,
+    ),
+    (
+        "state",
         "rust",
         choreo_test_guests::COUNTER,
         "orders.created",
         r#"{"id":"o-1"}"#,
     ),
     (
+        "state",
         "python",
         choreo_polyglot::PY_COUNTER,
         "py.in.order",
         r#"{"id":"o-1","qty":2}"#,
     ),
     (
+        "state",
         "javascript",
         choreo_polyglot::JS_ENRICHER,
         "js.in.order",
@@ -55,7 +83,7 @@ fn benches(c: &mut Criterion) {
     let state: Arc<dyn StateReader> = Arc::new(MemoryState::default());
     let mut group = c.benchmark_group("delivery");
     group.sample_size(30);
-    for (language, path, topic, data) in GUESTS {
+    for (workload, language, path, topic, data) in GUESTS {
         let wasm = std::fs::read(path).unwrap();
         let started = Instant::now();
         let component = host.compile(language, &wasm).unwrap();
@@ -76,7 +104,7 @@ fn benches(c: &mut Criterion) {
             .block_on(host.load(language, &cached, kept_settings))
             .unwrap();
         eprintln!(
-            "{language}: component {:.1} MiB, cold compile {:.2} s, cached load {:.1} ms",
+            "{workload}/{language}: component {:.1} MiB, cold compile {:.2} s, cached load {:.1} ms",
             wasm.len() as f64 / (1 << 20) as f64,
             compile.as_secs_f64(),
             load.as_secs_f64() * 1e3,
@@ -90,7 +118,7 @@ fn benches(c: &mut Criterion) {
             ),
         };
         for (instances, handler) in [("fresh", &fresh), ("kept", &kept)] {
-            group.bench_function(format!("{language}/{instances}"), |b| {
+            group.bench_function(format!("{workload}/{language}/{instances}"), |b| {
                 b.iter_custom(|iters| {
                     runtime.block_on(async {
                         let started = Instant::now();

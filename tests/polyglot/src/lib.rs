@@ -11,8 +11,9 @@
 //! |---|---|---|
 //! | [`PY_COUNTER`] | `py-counter` | Python: counts order quantities in state, publishes `py.out.counted`; query `/orders/<id>`, `/total` |
 //! | [`JS_ENRICHER`] | `js-enricher` | JavaScript: totals orders, publishes `js.out.enriched`; query `/orders/<id>`, `/stats` |
+//! | [`PY_ECHO`], [`JS_ECHO`] | `py-echo`, `js-echo` | the Rust `echo` guest's trivial work (publish every `bench.*` event back on `bench.out.echo`), for the per-language bench |
 //!
-//! Both also retry (`*.in.retry`), reject (`*.in.reject`), fail with an unexpected error
+//! The counter and the enricher also retry (`*.in.retry`), reject (`*.in.reject`), fail with an unexpected error
 //! (`*.in.crash`) and publish to an undeclared topic (`*.in.undeclared`); see each
 //! fixture's doc comment.
 //!
@@ -49,8 +50,8 @@ mod tests {
     }
 
     #[test]
-    fn both_handlers_are_built_components() {
-        for path in [PY_COUNTER, JS_ENRICHER] {
+    fn every_handler_is_a_built_component() {
+        for path in [PY_COUNTER, JS_ENRICHER, PY_ECHO, JS_ECHO] {
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert!(
                 bytes.starts_with(&COMPONENT_HEADER),
