@@ -11,8 +11,8 @@ listen=${CHOREO_LISTEN:-127.0.0.1:7070}
 orders=${CHOREO_EXAMPLE_ORDERS:-200}
 work=${CHOREO_EXAMPLE_DIR:-$root/.choreo/example-retail}
 target=${CARGO_TARGET_DIR:-$root/target}
-# The same tool locations and pins as tests/polyglot/build.rs, so the test suite and this
-# script install the tools once between them.
+# The same tool locations, pins and stamps as sdk/tools (choreo build, the test suite), so
+# they and this script install the tools once between them.
 tools=$root/target/sdk-tools
 venv=$tools/venv
 handlers=examples/retail/handlers
