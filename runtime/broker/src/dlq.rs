@@ -159,15 +159,10 @@ fn dead_letter_event(
     event
 }
 
-/// Reads one event from the log.
+/// Reads one event from the log; the caller holds it (a queue or dead-letter does), so
+/// it must be there.
 pub(crate) fn read_event(tree: &sled::Tree, seq: u64) -> Result<RecordedEvent> {
-    let bytes = get(tree, &records::log_key(seq), "reading an event")?
-        .ok_or_else(|| Error::corrupt(format!("event seq {seq}"), "missing from the log"))?;
-    let stored = records::decode_event(&bytes)?;
-    Ok(RecordedEvent {
-        seq,
-        event: stored.event,
-    })
+    crate::log::read_held(tree, seq)
 }
 
 /// A dead-letter as the API returns it.

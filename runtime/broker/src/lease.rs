@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::clock::millis;
 use crate::config::MAX_LEASE_BATCH;
 use crate::dlq::read_event;
-use crate::records;
+use crate::log;
 use crate::writer::Request;
 use crate::{Delivery, DeliveryToken, Error, Result, SledBroker};
 use choreo_core::RecordedEvent;
@@ -120,16 +120,12 @@ fn read_leased(tree: &sled::Tree, seqs: &[u64]) -> Result<Vec<RecordedEvent>> {
     }
     let slots: HashMap<u64, usize> = seqs.iter().enumerate().map(|(i, &s)| (s, i)).collect();
     let mut events: Vec<Option<RecordedEvent>> = (0..seqs.len()).map(|_| None).collect();
-    for item in tree.range(records::log_key(first)..=records::log_key(last)) {
-        let (key, value) = item.map_err(|e| Error::storage("reading leased events", e))?;
-        let seq = records::log_seq(&key)?;
-        if let Some(&slot) = slots.get(&seq) {
-            events[slot] = Some(RecordedEvent {
-                seq,
-                event: records::decode_event(&value)?.event,
-            });
+    log::scan(tree, first, last, |_, entry| {
+        if let Some(&slot) = slots.get(&entry.seq) {
+            events[slot] = Some(entry.recorded()?);
         }
-    }
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
     events
         .into_iter()
         .zip(seqs)

@@ -28,6 +28,7 @@
 //! - `queue`: one handler's in-memory queue and the per-key ordering rules.
 //! - `registry`: all handlers in memory, and the pattern index that routes events.
 //! - `records`: the key layout and the stored records.
+//! - `log`: the log stored in chunks of consecutive events.
 //! - `store`: opening sled, recovery, and the fdatasync that makes strict mode strict.
 
 mod api;
@@ -37,6 +38,7 @@ mod dlq;
 mod durable;
 mod error;
 mod lease;
+mod log;
 mod queue;
 mod reads;
 mod records;

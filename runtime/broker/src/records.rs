@@ -6,7 +6,7 @@
 //!
 //! | prefix | key                                  | value                 |
 //! |--------|--------------------------------------|-----------------------|
-//! | `L`    | seq (u64 BE)                         | [`StoredEvent`]       |
+//! | `L`    | seq of its first event (u64 BE)      | a chunk of events (`log.rs`) |
 //! | `I`    | event id, `0x00`, source             | [`IdRecord`]          |
 //! | `C`    | causation id, `0x00`, seq (u64 BE)   | empty                 |
 //! | `Q`    | handler, `0x00`, seq (u64 BE)        | [`EntryRecord`]       |
@@ -23,14 +23,15 @@
 //! then walked one prefix scan per node instead of a scan of the log. An entry is written
 //! in the batch that appends its event and removed in the batch that trims it.
 
-use choreo_core::{Event, EventId, HandlerName, Pattern};
+use choreo_core::{EventId, HandlerName, Pattern};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{DeadLetterCause, Error, Result, RetryPolicy};
 
 /// Bumped when a record's encoding changes; a store in another format is refused.
 /// 2: a dead-letter record says why (rejected, or retries spent) apart from the last error.
-pub(crate) const FORMAT: u32 = 2;
+/// 3: the log is stored in chunks of consecutive events (`log.rs`), not one value each.
+pub(crate) const FORMAT: u32 = 3;
 
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 
@@ -125,18 +126,6 @@ pub(crate) fn handler_seq(key: &[u8]) -> Result<(HandlerName, u64)> {
 fn seq_suffix(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
-}
-
-/// A log entry: the event and when the broker appended it.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct StoredEvent<E> {
-    pub(crate) appended_ms: u64,
-    pub(crate) event: E,
-}
-
-/// Decodes a log entry.
-pub(crate) fn decode_event(bytes: &[u8]) -> Result<StoredEvent<Event>> {
-    decode(bytes, "log entry")
 }
 
 /// Where an event id (with its source) sits in the log.
@@ -241,18 +230,14 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_postcard() {
+        use choreo_core::Event;
         let mut event = Event::new(
             choreo_core::Topic::new("a.b").unwrap(),
             "test://unit",
             vec![1, 2, 3],
         );
         event.extensions.insert("x".into(), "y".into());
-        let bytes = encode(&StoredEvent {
-            appended_ms: 5,
-            event: &event,
-        });
-        let back = decode_event(&bytes).unwrap();
-        assert_eq!(back.event, event);
-        assert_eq!(back.appended_ms, 5);
+        let back: Event = decode(&encode(&event), "event").unwrap();
+        assert_eq!(back, event);
     }
 }

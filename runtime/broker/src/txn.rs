@@ -14,13 +14,12 @@ use std::collections::HashMap;
 use choreo_core::{Event, HandlerName, Topic};
 
 use crate::clock::millis;
-use crate::records::{
-    self, EntryRecord, IdRecord, META_KEY, Meta, StoredEvent, SubRecord, decode, encode,
-};
+use crate::log::{self, ChunkBuilder};
+use crate::records::{self, EntryRecord, IdRecord, META_KEY, Meta, SubRecord, decode, encode};
 use crate::registry::Registry;
 use crate::store::get;
 use crate::{
-    Action, Committed, Config, DeadLetterCause, Error, Outcome, Published, Result, StartPosition,
+    Action, Committed, Config, DeadLetterCause, Outcome, Published, Result, StartPosition,
     Subscription,
 };
 
@@ -91,6 +90,10 @@ pub(crate) struct Group<'a> {
     appended: Vec<Appended>,
     /// Id keys appended in this group, for dedup within the group.
     dedup: HashMap<Vec<u8>, u64>,
+    /// The log chunk being filled with this group's events (`log.rs`).
+    chunk: Option<ChunkBuilder>,
+    /// Reused for encoding each event before it is copied into the chunk.
+    scratch: Vec<u8>,
 }
 
 impl<'a> Group<'a> {
@@ -112,11 +115,14 @@ impl<'a> Group<'a> {
             meta_dirty: false,
             appended: Vec::new(),
             dedup: HashMap::new(),
+            chunk: None,
+            scratch: Vec::new(),
         }
     }
 
     /// The batch (with the counters written into it), the effects, and the new counters.
     pub(crate) fn finish(mut self) -> (sled::Batch, Vec<Effect>, u64, u64) {
+        self.seal_chunk();
         if self.meta_dirty {
             let meta = Meta {
                 format: records::FORMAT,
@@ -130,6 +136,35 @@ impl<'a> Group<'a> {
 
     pub(crate) fn mark_meta_dirty(&mut self) {
         self.meta_dirty = true;
+    }
+
+    /// Puts the chunk being filled into the batch.
+    fn seal_chunk(&mut self) {
+        if let Some(chunk) = self.chunk.take() {
+            let (key, value) = chunk.finish();
+            self.log_bytes += value.len() as u64;
+            self.batch.insert(&key, value);
+        }
+    }
+
+    /// Adds the event at `seq` to the group's log chunk, starting a new chunk when the
+    /// current one is full.
+    fn log(&mut self, seq: u64, event: &Event) {
+        if self
+            .chunk
+            .as_ref()
+            .is_some_and(|c| c.is_full() || c.next_seq() != seq)
+        {
+            self.seal_chunk();
+        }
+        self.scratch.clear();
+        let scratch = std::mem::take(&mut self.scratch);
+        self.scratch = postcard::to_extend(event, scratch)
+            .expect("events hold only types postcard can encode");
+        let now_ms = self.now_ms;
+        self.chunk
+            .get_or_insert_with(|| ChunkBuilder::new(seq, now_ms))
+            .push(seq, &self.scratch);
     }
 
     pub(crate) fn publish(
@@ -179,12 +214,7 @@ impl<'a> Group<'a> {
         if let Some(cause) = &event.causation_id {
             self.batch.insert(records::cause_key(cause, seq), &[]);
         }
-        let stored = encode(&StoredEvent {
-            appended_ms: self.now_ms,
-            event: &event,
-        });
-        self.log_bytes += stored.len() as u64;
-        self.batch.insert(&records::log_key(seq), stored);
+        self.log(seq, &event);
         let published = Published {
             seq,
             id: event.id,
@@ -305,16 +335,18 @@ impl<'a> Group<'a> {
                 record,
             });
         };
-        for item in self
-            .tree
-            .range(records::log_key(0)..=records::log_key(u64::MAX))
-        {
-            let (key, value) =
-                item.map_err(|e| Error::storage("reading the log to catch up", e))?;
-            let stored = records::decode_event(&value)?;
-            if stored.appended_ms >= from_ms && matches(&stored.event.topic) {
-                enqueue(self, records::log_seq(&key)?, stored.event.ordering_key());
+        let mut found = Vec::new();
+        log::scan(self.tree, 0, u64::MAX, |appended_ms, entry| {
+            if appended_ms >= from_ms {
+                let event = entry.decode()?;
+                if matches(&event.topic) {
+                    found.push((entry.seq, event.ordering_key().to_owned()));
+                }
             }
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
+        for (seq, key) in found {
+            enqueue(self, seq, &key);
         }
         let appended = std::mem::take(&mut self.appended);
         for event in &appended {
