@@ -42,7 +42,8 @@ impl Group<'_> {
             at_ms: self.now_ms,
             dlq_seq: published.seq,
         };
-        self.batch.remove(records::queue_key(handler, seq));
+        let state_stored = registry.get(handler)?.queue.state_stored(seq);
+        self.unqueue(handler, seq, state_stored)?;
         self.batch
             .insert(records::dlq_key(handler, seq), encode(&record));
         self.effects.push(Effect::Settle {
@@ -66,8 +67,7 @@ impl Group<'_> {
         for &seq in &seqs {
             let event = read_event(self.tree, seq)?;
             let record = EntryRecord::new(event.event.ordering_key());
-            self.batch
-                .insert(records::queue_key(handler, seq), encode(&record));
+            self.enqueue(handler, seq)?;
             self.batch.remove(records::dlq_key(handler, seq));
             self.effects.push(Effect::Enqueue {
                 handler: handler.clone(),

@@ -19,6 +19,7 @@
 //! were appended by one group), then per event: its seq minus the key (varint), the
 //! length of its encoding (varint), and the postcard encoding of the [`Event`].
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use choreo_core::{Event, RecordedEvent};
@@ -281,6 +282,45 @@ pub(crate) fn scan(
         }
     }
     Ok(false)
+}
+
+/// Fewest held events read with one range scan instead of point reads.
+const MIN_RANGE_READ: usize = 8;
+
+/// A range scan reads every event in the span, matching or not; it is used while the
+/// span holds at most this many events per leased one.
+const MAX_RANGE_SPREAD: u64 = 4;
+
+/// Reads events that queues hold (just leased, or recovered), in the order of `seqs`.
+///
+/// Decision: when the seqs are dense (a catch-up, or a busy handler, leases runs of
+/// neighbouring seqs), one range scan over their span: sled walks each leaf once, where a
+/// point read descends the tree for every event. Sparse seqs are read one by one. Every
+/// leased event is in the log: it is durable before it is enqueued, and retention keeps
+/// events that a queue holds.
+pub(crate) fn read_held_many(tree: &sled::Tree, seqs: &[u64]) -> Result<Vec<RecordedEvent>> {
+    let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    let count = seqs.len() as u64;
+    if seqs.len() < MIN_RANGE_READ || last - first >= count.saturating_mul(MAX_RANGE_SPREAD) {
+        return seqs.iter().map(|&seq| read_held(tree, seq)).collect();
+    }
+    let slots: HashMap<u64, usize> = seqs.iter().enumerate().map(|(i, &s)| (s, i)).collect();
+    let mut events: Vec<Option<RecordedEvent>> = (0..seqs.len()).map(|_| None).collect();
+    scan(tree, first, last, |_, entry| {
+        if let Some(&slot) = slots.get(&entry.seq) {
+            events[slot] = Some(entry.recorded()?);
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    events
+        .into_iter()
+        .zip(seqs)
+        .map(|(event, &seq)| {
+            event.ok_or_else(|| Error::corrupt(format!("event seq {seq}"), "missing from the log"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

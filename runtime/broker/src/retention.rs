@@ -117,7 +117,7 @@ impl crate::txn::Group<'_> {
     /// Deletes a handler: its subscription, queue, dead-letters and state.
     pub(crate) fn remove(&mut self, registry: &mut Registry, name: &HandlerName) -> Result<()> {
         registry.get(name)?;
-        for kind in [b'Q', b'X', b'S'] {
+        for kind in [b'Q', b'D', b'X', b'S'] {
             for key in self
                 .tree
                 .scan_prefix(records::handler_prefix(kind, name))

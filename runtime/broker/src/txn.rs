@@ -15,6 +15,7 @@ use choreo_core::{Event, HandlerName, Topic};
 
 use crate::clock::millis;
 use crate::log::{self, ChunkBuilder};
+use crate::queued::QueuedChunks;
 use crate::records::{self, EntryRecord, IdRecord, META_KEY, Meta, SubRecord, decode, encode};
 use crate::registry::Registry;
 use crate::store::get;
@@ -94,6 +95,8 @@ pub(crate) struct Group<'a> {
     chunk: Option<ChunkBuilder>,
     /// Reused for encoding each event before it is copied into the chunk.
     scratch: Vec<u8>,
+    /// The queue chunks this group changes (`queued.rs`).
+    queued: QueuedChunks,
 }
 
 impl<'a> Group<'a> {
@@ -117,12 +120,14 @@ impl<'a> Group<'a> {
             dedup: HashMap::new(),
             chunk: None,
             scratch: Vec::new(),
+            queued: QueuedChunks::default(),
         }
     }
 
     /// The batch (with the counters written into it), the effects, and the new counters.
     pub(crate) fn finish(mut self) -> (sled::Batch, Vec<Effect>, u64, u64) {
         self.seal_chunk();
+        std::mem::take(&mut self.queued).write(&mut self.batch);
         if self.meta_dirty {
             let meta = Meta {
                 format: records::FORMAT,
@@ -136,6 +141,24 @@ impl<'a> Group<'a> {
 
     pub(crate) fn mark_meta_dirty(&mut self) {
         self.meta_dirty = true;
+    }
+
+    /// Adds `seq` to the handler's stored queue; the caller adds the in-memory effect.
+    pub(crate) fn enqueue(&mut self, handler: &HandlerName, seq: u64) -> Result<()> {
+        self.queued.set(self.tree, handler, seq, true)
+    }
+
+    /// Takes `seq` out of the handler's stored queue, with its delivery state if stored.
+    pub(crate) fn unqueue(
+        &mut self,
+        handler: &HandlerName,
+        seq: u64,
+        state_stored: bool,
+    ) -> Result<()> {
+        if state_stored {
+            self.batch.remove(records::state_record_key(handler, seq));
+        }
+        self.queued.set(self.tree, handler, seq, false)
     }
 
     /// Puts the chunk being filled into the batch.
@@ -197,8 +220,7 @@ impl<'a> Group<'a> {
         self.meta_dirty = true;
         for handler in registry.index.matching(&event.topic) {
             let record = EntryRecord::new(event.ordering_key());
-            self.batch
-                .insert(records::queue_key(&handler, seq), encode(&record));
+            self.enqueue(&handler, seq)?;
             self.effects.push(Effect::Enqueue {
                 handler,
                 seq,
@@ -244,11 +266,11 @@ impl<'a> Group<'a> {
                 continue;
             };
             let retry = handler.sub.retry;
+            let state_stored = handler.queue.state_stored(token.seq);
             let name = token.handler;
-            let queue_key = records::queue_key(&name, token.seq);
             committed.push(match action {
                 Action::Ack { publishes, state } => {
-                    self.batch.remove(queue_key);
+                    self.unqueue(&name, token.seq, state_stored)?;
                     for write in state {
                         let key = records::state_key(&name, &write.key);
                         match write.value {
@@ -276,7 +298,11 @@ impl<'a> Group<'a> {
                         .expect("an entry being committed is in the queue");
                     record.not_before_ms = not_before_ms;
                     record.last_error = Some(error.clone());
-                    self.batch.insert(queue_key, encode(&record));
+                    self.batch.insert(
+                        records::state_record_key(&name, token.seq),
+                        encode(&record.state()),
+                    );
+                    handler.queue.mark_state_stored(token.seq);
                     self.effects.push(Effect::Retry {
                         handler: name,
                         seq: token.seq,
@@ -325,15 +351,13 @@ impl<'a> Group<'a> {
         let patterns = stored.patterns.clone();
         let matches = |topic: &Topic| patterns.iter().any(|p| p.matches(topic));
         let enqueue = |group: &mut Self, seq: u64, key: &str| {
-            let record = EntryRecord::new(key);
-            group
-                .batch
-                .insert(records::queue_key(&name, seq), encode(&record));
+            group.enqueue(&name, seq)?;
             group.effects.push(Effect::Enqueue {
                 handler: name.clone(),
                 seq,
-                record,
+                record: EntryRecord::new(key),
             });
+            Ok::<_, crate::Error>(())
         };
         let mut found = Vec::new();
         log::scan(self.tree, 0, u64::MAX, |appended_ms, entry| {
@@ -346,12 +370,12 @@ impl<'a> Group<'a> {
             Ok(std::ops::ControlFlow::Continue(()))
         })?;
         for (seq, key) in found {
-            enqueue(self, seq, &key);
+            enqueue(self, seq, &key)?;
         }
         let appended = std::mem::take(&mut self.appended);
         for event in &appended {
             if self.now_ms >= from_ms && matches(&event.topic) {
-                enqueue(self, event.seq, &event.key);
+                enqueue(self, event.seq, &event.key)?;
             }
         }
         self.appended = appended;
@@ -377,8 +401,13 @@ impl<'a> Group<'a> {
     /// Persists the current lease of entries leased since the last group, unless a
     /// commit already owns their record (then its batch, or an earlier one, decides what
     /// is stored) or they are gone.
-    pub(crate) fn record_leases(&mut self, registry: &Registry, name: &HandlerName, seqs: &[u64]) {
-        let Ok(handler) = registry.get(name) else {
+    pub(crate) fn record_leases(
+        &mut self,
+        registry: &mut Registry,
+        name: &HandlerName,
+        seqs: &[u64],
+    ) {
+        let Ok(handler) = registry.get_mut(name) else {
             return;
         };
         for &seq in seqs {
@@ -386,8 +415,11 @@ impl<'a> Group<'a> {
                 continue;
             }
             if let Some(record) = handler.queue.record(seq) {
-                self.batch
-                    .insert(records::queue_key(name, seq), encode(&record));
+                self.batch.insert(
+                    records::state_record_key(name, seq),
+                    encode(&record.state()),
+                );
+                handler.queue.mark_state_stored(seq);
             }
         }
     }

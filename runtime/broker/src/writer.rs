@@ -294,7 +294,7 @@ impl Writer {
             }
             // After the group's commits, so that entries they settle are skipped.
             for (handler, seqs) in self.pending_leases.drain(..) {
-                txn.record_leases(&registry, &handler, &seqs);
+                txn.record_leases(&mut registry, &handler, &seqs);
             }
         }
         let (batch, effects, next_seq, log_bytes) = txn.finish();
