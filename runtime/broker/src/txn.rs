@@ -76,7 +76,8 @@ impl Effect {
 struct Appended {
     seq: u64,
     topic: Topic,
-    key: String,
+    /// The event's `key`; its ordering key is the topic when there is none.
+    key: Option<String>,
 }
 
 pub(crate) struct Group<'a> {
@@ -89,8 +90,9 @@ pub(crate) struct Group<'a> {
     pub(crate) log_bytes: u64,
     meta_dirty: bool,
     appended: Vec<Appended>,
-    /// Id keys appended in this group, for dedup within the group.
-    dedup: HashMap<Vec<u8>, u64>,
+    /// Id keys appended in this group, for dedup within the group. The same buffer is
+    /// the key in the batch (an `IVec` clone shares it), so each id key is built once.
+    dedup: HashMap<sled::IVec, u64>,
     /// The log chunk being filled with this group's events (`log.rs`).
     chunk: Option<ChunkBuilder>,
     /// Reused for encoding each event before it is copied into the chunk.
@@ -204,7 +206,7 @@ impl<'a> Group<'a> {
     /// Appends one event and enqueues it for every matching handler, or reports the
     /// earlier copy when (`source`, `id`) is within the dedup window.
     pub(crate) fn append(&mut self, registry: &Registry, event: Event) -> Result<Published> {
-        let id_key = records::id_key(&event.id, &event.source);
+        let id_key = sled::IVec::from(records::id_key(&event.id, &event.source));
         if let Some(&seq) = self.dedup.get(&id_key) {
             return Ok(duplicate(event, seq));
         }
@@ -231,7 +233,11 @@ impl<'a> Group<'a> {
             seq,
             appended_ms: self.now_ms,
         };
-        self.batch.insert(id_key.as_slice(), encode(&id_record));
+        // Two varints: at most 20 bytes, so sled keeps the value inline (no allocation).
+        let mut buffer = [0u8; 20];
+        let value =
+            postcard::to_slice(&id_record, &mut buffer).expect("an id record fits in 20 bytes");
+        self.batch.insert(id_key.clone(), &*value);
         self.dedup.insert(id_key, seq);
         if let Some(cause) = &event.causation_id {
             self.batch.insert(records::cause_key(cause, seq), &[]);
@@ -244,7 +250,7 @@ impl<'a> Group<'a> {
         };
         self.appended.push(Appended {
             seq,
-            key: event.key.unwrap_or_else(|| event.topic.as_str().to_owned()),
+            key: event.key,
             topic: event.topic,
         });
         Ok(published)
@@ -375,7 +381,8 @@ impl<'a> Group<'a> {
         let appended = std::mem::take(&mut self.appended);
         for event in &appended {
             if self.now_ms >= from_ms && matches(&event.topic) {
-                enqueue(self, event.seq, &event.key)?;
+                let key = event.key.as_deref().unwrap_or(event.topic.as_str());
+                enqueue(self, event.seq, key)?;
             }
         }
         self.appended = appended;
