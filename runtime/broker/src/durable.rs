@@ -252,6 +252,11 @@ fn apply(shared: &Shared, effects: Vec<Effect>) {
         };
         match effect {
             Effect::Enqueue { seq, record, .. } => handler.queue.insert(seq, record),
+            Effect::EnqueueAll { entries, .. } => {
+                for (seq, record) in entries {
+                    handler.queue.insert(seq, record);
+                }
+            }
             Effect::Settle { seq, .. } => handler.queue.remove(seq),
             Effect::Retry {
                 seq,

@@ -65,17 +65,14 @@ impl SledBroker {
                     .leased
                     .into_iter()
                     .zip(events)
-                    .map(|(leased, event)| {
-                        let lease = leased.record.lease.expect("a leased record has a lease");
-                        Delivery {
-                            token: DeliveryToken {
-                                handler: handler.clone(),
-                                seq: leased.seq,
-                                lease: lease.id,
-                            },
-                            event,
-                            attempt: leased.record.attempt,
-                        }
+                    .map(|(leased, event)| Delivery {
+                        token: DeliveryToken {
+                            handler: handler.clone(),
+                            seq: leased.seq,
+                            lease: leased.lease.id,
+                        },
+                        event,
+                        attempt: leased.attempt,
                     })
                     .collect());
             }

@@ -31,11 +31,13 @@ struct KeyQueue {
     busy: usize,
 }
 
-/// An entry just leased: its seq and the record to persist.
+/// An entry just leased: its seq, the attempt it starts and its lease. (Its record is
+/// written later, by the writer: see `Request::Leased`.)
 #[derive(Debug)]
 pub(crate) struct Leased {
     pub(crate) seq: u64,
-    pub(crate) record: EntryRecord,
+    pub(crate) attempt: u32,
+    pub(crate) lease: LeaseRecord,
 }
 
 /// What a lease attempt found.
@@ -189,7 +191,8 @@ impl HandlerQueue {
             self.leased.insert(seq, lease.expires_ms);
             scan.leased.push(Leased {
                 seq,
-                record: self.record(seq).expect("just leased"),
+                attempt: entry.attempt,
+                lease,
             });
         }
         scan

@@ -20,10 +20,17 @@
 //! The `I` index serves both lookups by id (prefix scan) and deduplication by
 //! (`source`, `id`) (point lookup). A queue entry is a bit in a `Q` chunk plus, once it
 //! has been leased or retried, a `D` record with its delivery state; recovery rebuilds
-//! every queue from the `Q` and `D` ranges and reads ordering keys from the log. The `C` index lists, per
-//! event id, the events whose `causationid` names it, in seq order: a causation tree is
-//! then walked one prefix scan per node instead of a scan of the log. An entry is written
-//! in the batch that appends its event and removed in the batch that trims it.
+//! every queue from the `Q` and `D` ranges and reads ordering keys from the log. The `C`
+//! index lists, per event id, the events whose `causationid` names it, in seq order: a
+//! causation tree is then walked one prefix scan per node instead of a scan of the log.
+//! An index entry is written in the batch that appends its event and removed in the
+//! batch that trims it.
+//!
+//! Decision: what is written per event is kept to the minimum sled charges for. sled
+//! 0.34 pays per key written (a leaf copy, a log fragment, a deferred free of the old
+//! copy), so records that many events share (log chunks, queue chunks) are written once
+//! per group. The `I` entry is the one key still written per event: lookups by id need
+//! a key per id.
 
 use choreo_core::{EventId, HandlerName, Pattern};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};

@@ -9,7 +9,7 @@
 //! - sled's own periodic flusher thread is disabled (`flush_every_ms(None)`): the writer
 //!   stage (`durable.rs`) flushes after every round of groups, so a second flusher would
 //!   only add I/O at random times (and it would not let buffered mode skip its flushes: see
-//!   `Durable::make_durable`).
+//!   `Sync::run` in `durable.rs`).
 //! - The page cache is bounded by [`crate::Config::cache_bytes`] (sled's default is 1 GiB).
 //! - `Mode::HighThroughput`: the workload is append-heavy and space is reclaimed by
 //!   retention; sled's small-space mode would rewrite segments more eagerly.

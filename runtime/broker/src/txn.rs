@@ -32,6 +32,11 @@ pub(crate) enum Effect {
         seq: u64,
         record: EntryRecord,
     },
+    /// A new subscription's catch-up: many entries for one handler.
+    EnqueueAll {
+        handler: HandlerName,
+        entries: Vec<(u64, EntryRecord)>,
+    },
     /// Acked or dead-lettered: leaves the queue.
     Settle {
         handler: HandlerName,
@@ -61,6 +66,7 @@ impl Effect {
     pub(crate) fn handler(&self) -> &HandlerName {
         match self {
             Effect::Enqueue { handler, .. }
+            | Effect::EnqueueAll { handler, .. }
             | Effect::Settle { handler, .. }
             | Effect::Retry { handler, .. }
             | Effect::DeadLettered { handler, .. }
@@ -356,36 +362,30 @@ impl<'a> Group<'a> {
         };
         let patterns = stored.patterns.clone();
         let matches = |topic: &Topic| patterns.iter().any(|p| p.matches(topic));
-        let enqueue = |group: &mut Self, seq: u64, key: &str| {
-            group.enqueue(&name, seq)?;
-            group.effects.push(Effect::Enqueue {
-                handler: name.clone(),
-                seq,
-                record: EntryRecord::new(key),
-            });
-            Ok::<_, crate::Error>(())
-        };
         let mut found = Vec::new();
         log::scan(self.tree, 0, u64::MAX, |appended_ms, entry| {
             if appended_ms >= from_ms {
                 let event = entry.decode()?;
                 if matches(&event.topic) {
-                    found.push((entry.seq, event.ordering_key().to_owned()));
+                    found.push((entry.seq, EntryRecord::new(event.ordering_key())));
                 }
             }
             Ok(std::ops::ControlFlow::Continue(()))
         })?;
-        for (seq, key) in found {
-            enqueue(self, seq, &key)?;
-        }
-        let appended = std::mem::take(&mut self.appended);
-        for event in &appended {
+        for event in &self.appended {
             if self.now_ms >= from_ms && matches(&event.topic) {
                 let key = event.key.as_deref().unwrap_or(event.topic.as_str());
-                enqueue(self, event.seq, key)?;
+                found.push((event.seq, EntryRecord::new(key)));
             }
         }
-        self.appended = appended;
+        for (seq, _) in &found {
+            self.queued.set(self.tree, &name, *seq, true)?;
+        }
+        // One effect for the whole catch-up, not one per event.
+        self.effects.push(Effect::EnqueueAll {
+            handler: name,
+            entries: found,
+        });
         Ok(())
     }
 
