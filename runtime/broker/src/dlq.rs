@@ -42,7 +42,8 @@ impl Group<'_> {
             at_ms: self.now_ms,
             dlq_seq: published.seq,
         };
-        self.batch.remove(records::queue_key(handler, seq));
+        let state_stored = registry.get(handler)?.queue.state_stored(seq);
+        self.unqueue(handler, seq, state_stored)?;
         self.batch
             .insert(records::dlq_key(handler, seq), encode(&record));
         self.effects.push(Effect::Settle {
@@ -66,8 +67,7 @@ impl Group<'_> {
         for &seq in &seqs {
             let event = read_event(self.tree, seq)?;
             let record = EntryRecord::new(event.event.ordering_key());
-            self.batch
-                .insert(records::queue_key(handler, seq), encode(&record));
+            self.enqueue(handler, seq)?;
             self.batch.remove(records::dlq_key(handler, seq));
             self.effects.push(Effect::Enqueue {
                 handler: handler.clone(),
@@ -159,15 +159,10 @@ fn dead_letter_event(
     event
 }
 
-/// Reads one event from the log.
+/// Reads one event from the log; the caller holds it (a queue or dead-letter does), so
+/// it must be there.
 pub(crate) fn read_event(tree: &sled::Tree, seq: u64) -> Result<RecordedEvent> {
-    let bytes = get(tree, &records::log_key(seq), "reading an event")?
-        .ok_or_else(|| Error::corrupt(format!("event seq {seq}"), "missing from the log"))?;
-    let stored = records::decode_event(&bytes)?;
-    Ok(RecordedEvent {
-        seq,
-        event: stored.event,
-    })
+    crate::log::read_held(tree, seq)
 }
 
 /// A dead-letter as the API returns it.

@@ -8,7 +8,6 @@
 //! The only await is that sleep, before anything is leased: a lease future dropped
 //! there leases nothing (the trait promises callers this cancel-safety).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use choreo_core::HandlerName;
@@ -16,18 +15,9 @@ use tokio::time::Instant;
 
 use crate::clock::millis;
 use crate::config::MAX_LEASE_BATCH;
-use crate::dlq::read_event;
-use crate::records;
+use crate::log;
 use crate::writer::Request;
 use crate::{Delivery, DeliveryToken, Error, Result, SledBroker};
-use choreo_core::RecordedEvent;
-
-/// Fewest leased events read with one range scan instead of point reads.
-const MIN_RANGE_READ: usize = 8;
-
-/// A range scan reads every event in the span, matching or not; it is used while the
-/// span holds at most this many events per leased one.
-const MAX_RANGE_SPREAD: u64 = 4;
 
 impl SledBroker {
     pub(crate) async fn lease_deliveries(
@@ -71,23 +61,20 @@ impl SledBroker {
             };
             if !scan.leased.is_empty() {
                 let seqs: Vec<u64> = scan.leased.iter().map(|l| l.seq).collect();
-                let events = read_leased(&self.tree, &seqs)?;
+                let events = log::read_held_many(&self.tree, &seqs)?;
                 self.send(Request::Leased(handler.clone(), seqs))?;
                 return Ok(scan
                     .leased
                     .into_iter()
                     .zip(events)
-                    .map(|(leased, event)| {
-                        let lease = leased.record.lease.expect("a leased record has a lease");
-                        Delivery {
-                            token: DeliveryToken {
-                                handler: handler.clone(),
-                                seq: leased.seq,
-                                lease: lease.id,
-                            },
-                            event,
-                            attempt: leased.record.attempt,
-                        }
+                    .map(|(leased, event)| Delivery {
+                        token: DeliveryToken {
+                            handler: handler.clone(),
+                            seq: leased.seq,
+                            lease: leased.lease.id,
+                        },
+                        event,
+                        attempt: leased.attempt,
                     })
                     .collect());
             }
@@ -103,40 +90,4 @@ impl SledBroker {
             }
         }
     }
-}
-
-/// Reads the events of just-leased entries, in the order of `seqs`.
-///
-/// Decision: when the seqs are dense (a catch-up, or a busy handler, leases runs of
-/// neighbouring seqs), one range scan over their span: sled walks each leaf once, where a
-/// point read descends the tree for every event. Sparse seqs are read one by one. Every
-/// leased event is in the log: it reaches the tree in the batch that enqueues it, and
-/// retention keeps events that a queue holds.
-fn read_leased(tree: &sled::Tree, seqs: &[u64]) -> Result<Vec<RecordedEvent>> {
-    let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
-        return Ok(Vec::new());
-    };
-    let count = seqs.len() as u64;
-    if seqs.len() < MIN_RANGE_READ || last - first >= count.saturating_mul(MAX_RANGE_SPREAD) {
-        return seqs.iter().map(|&seq| read_event(tree, seq)).collect();
-    }
-    let slots: HashMap<u64, usize> = seqs.iter().enumerate().map(|(i, &s)| (s, i)).collect();
-    let mut events: Vec<Option<RecordedEvent>> = (0..seqs.len()).map(|_| None).collect();
-    for item in tree.range(records::log_key(first)..=records::log_key(last)) {
-        let (key, value) = item.map_err(|e| Error::storage("reading leased events", e))?;
-        let seq = records::log_seq(&key)?;
-        if let Some(&slot) = slots.get(&seq) {
-            events[slot] = Some(RecordedEvent {
-                seq,
-                event: records::decode_event(&value)?.event,
-            });
-        }
-    }
-    events
-        .into_iter()
-        .zip(seqs)
-        .map(|(event, &seq)| {
-            event.ok_or_else(|| Error::corrupt(format!("event seq {seq}"), "missing from the log"))
-        })
-        .collect()
 }

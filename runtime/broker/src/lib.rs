@@ -26,8 +26,10 @@
 //! - `dlq`: dead-lettering, replay and discard.
 //! - `retention`: trimming the log; removing a handler.
 //! - `queue`: one handler's in-memory queue and the per-key ordering rules.
+//! - `queued`: queue membership as stored, in bitmap chunks.
 //! - `registry`: all handlers in memory, and the pattern index that routes events.
 //! - `records`: the key layout and the stored records.
+//! - `log`: the log stored in chunks of consecutive events.
 //! - `store`: opening sled, recovery, and the fdatasync that makes strict mode strict.
 
 mod api;
@@ -37,7 +39,9 @@ mod dlq;
 mod durable;
 mod error;
 mod lease;
+mod log;
 mod queue;
+mod queued;
 mod reads;
 mod records;
 mod registry;

@@ -20,6 +20,8 @@ struct Entry {
     lease: Option<LeaseRecord>,
     committing: bool,
     last_error: Option<String>,
+    /// A `D` record holds this entry's state (set by the writer as it writes one).
+    state_stored: bool,
 }
 
 #[derive(Debug, Default)]
@@ -29,11 +31,13 @@ struct KeyQueue {
     busy: usize,
 }
 
-/// An entry just leased: its seq and the record to persist.
+/// An entry just leased: its seq, the attempt it starts and its lease. (Its record is
+/// written later, by the writer: see `Request::Leased`.)
 #[derive(Debug)]
 pub(crate) struct Leased {
     pub(crate) seq: u64,
-    pub(crate) record: EntryRecord,
+    pub(crate) attempt: u32,
+    pub(crate) lease: LeaseRecord,
 }
 
 /// What a lease attempt found.
@@ -100,6 +104,7 @@ impl HandlerQueue {
             lease: record.lease,
             committing: false,
             last_error: record.last_error,
+            state_stored: record.state_stored,
         };
         if let Some(old) = self.entries.insert(seq, entry) {
             debug_assert!(false, "seq {seq} enqueued twice");
@@ -186,7 +191,8 @@ impl HandlerQueue {
             self.leased.insert(seq, lease.expires_ms);
             scan.leased.push(Leased {
                 seq,
-                record: self.record(seq).expect("just leased"),
+                attempt: entry.attempt,
+                lease,
             });
         }
         scan
@@ -252,7 +258,20 @@ impl HandlerQueue {
             not_before_ms: entry.not_before_ms,
             lease: entry.lease,
             last_error: entry.last_error.clone(),
+            state_stored: entry.state_stored,
         })
+    }
+
+    /// Whether a `D` record holds the entry's state.
+    pub(crate) fn state_stored(&self, seq: u64) -> bool {
+        self.entries.get(&seq).is_some_and(|e| e.state_stored)
+    }
+
+    /// Notes that the writer has put a `D` record for the entry in its batch.
+    pub(crate) fn mark_state_stored(&mut self, seq: u64) {
+        if let Some(entry) = self.entries.get_mut(&seq) {
+            entry.state_stored = true;
+        }
     }
 
     /// Whether the entry may be persisted as it is now (not in the middle of a commit,

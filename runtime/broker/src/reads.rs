@@ -12,10 +12,13 @@
 //!
 //! [`once_durable`]: SledBroker::once_durable
 
+use std::ops::ControlFlow;
+
 use choreo_core::{EventId, HandlerName, RecordedEvent};
 
 use crate::config::{MAX_READ_ROWS, MAX_READ_SCAN};
 use crate::dlq::{load, read_event};
+use crate::log;
 use crate::records::{self, IdRecord, decode};
 use crate::store::get;
 use crate::{DeadLetter, Error, EventPage, EventQuery, Result, SledBroker, StateView};
@@ -102,36 +105,33 @@ impl SledBroker {
         if query.from_seq > durable || limit == 0 {
             return Ok(page);
         }
-        let range = records::log_key(query.from_seq)..=records::log_key(durable);
-        for item in self.tree.range(range).take(MAX_READ_SCAN) {
-            let (key, value) = item.map_err(|e| Error::storage("reading the log", e))?;
-            let seq = records::log_seq(&key)?;
-            page.next_seq = seq + 1;
-            let stored = records::decode_event(&value)?;
+        let mut inspected = 0;
+        let stopped = log::scan(&self.tree, query.from_seq, durable, |_, entry| {
+            if inspected == MAX_READ_SCAN {
+                return Ok(ControlFlow::Break(()));
+            }
+            inspected += 1;
+            page.next_seq = entry.seq + 1;
+            let event = entry.decode()?;
             let wanted = query
                 .pattern
                 .as_ref()
-                .is_none_or(|p| p.matches(&stored.event.topic));
+                .is_none_or(|p| p.matches(&event.topic));
             if wanted {
                 page.events.push(RecordedEvent {
-                    seq,
-                    event: stored.event,
+                    seq: entry.seq,
+                    event,
                 });
                 if page.events.len() == limit {
-                    break;
+                    return Ok(ControlFlow::Break(()));
                 }
             }
-        }
-        if page.events.len() < limit && page.next_seq <= durable {
-            // The scan budget ran out, or the rest of the range holds no entry.
-            let scanned_all = self
-                .tree
-                .range(records::log_key(page.next_seq)..=records::log_key(durable))
-                .next()
-                .is_none();
-            if scanned_all {
-                page.next_seq = durable + 1;
-            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if !stopped {
+            // Neither the limit nor the scan budget stopped it: the rest of the range
+            // holds no entry.
+            page.next_seq = durable + 1;
         }
         Ok(page)
     }
@@ -163,12 +163,8 @@ impl SledBroker {
                 break;
             }
             // Retention may have trimmed the event between the two reads.
-            if let Some(bytes) = get(&self.tree, &records::log_key(seq), "reading an event")? {
-                let stored = records::decode_event(&bytes)?;
-                events.push(RecordedEvent {
-                    seq,
-                    event: stored.event,
-                });
+            if let Some(event) = log::read(&self.tree, seq)? {
+                events.push(event);
             }
         }
         Ok(events)

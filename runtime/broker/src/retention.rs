@@ -11,6 +11,7 @@ use choreo_core::HandlerName;
 
 use crate::clock::millis;
 use crate::config::MAX_RETENTION_SCAN;
+use crate::log::{self, Chunk, Entry};
 use crate::records::{self, IdRecord, decode};
 use crate::registry::Registry;
 use crate::store::get;
@@ -18,46 +19,79 @@ use crate::{Error, Result};
 
 impl crate::txn::Group<'_> {
     /// Removes what retention allows. Returns how many events.
+    ///
+    /// The log is stored in chunks (`log.rs`); an event is taken out of its chunk, which
+    /// is rewritten under the same key with the events that stay, or removed once empty.
+    /// The log's size moves by each event's exact footprint in its chunk, so the count
+    /// stored in [`crate::records::Meta`] stays the sum of the `L` values.
     pub(crate) fn retention(&mut self, registry: &Registry) -> Result<usize> {
         let policy = self.config.retention;
         let cutoff_ms = policy
             .max_age
             .map(|age| self.now_ms.saturating_sub(millis(age)));
         let mut removed = 0;
+        let mut inspected = 0;
         let log = self
             .tree
             .range(records::log_key(0)..=records::log_key(u64::MAX));
-        for item in log.take(MAX_RETENTION_SCAN) {
+        'chunks: for item in log {
             let (key, value) =
                 item.map_err(|e| Error::storage("reading the log for retention", e))?;
-            let stored = records::decode_event(&value)?;
-            let too_old = cutoff_ms.is_some_and(|cutoff| stored.appended_ms < cutoff);
-            let too_big = policy.max_bytes.is_some_and(|max| self.log_bytes > max);
-            if !too_old && !too_big {
-                break;
+            let chunk = Chunk::parse(&key, &value)?;
+            let too_old = cutoff_ms.is_some_and(|cutoff| chunk.appended_ms < cutoff);
+            let mut kept = Vec::new();
+            let mut done = false;
+            let mut changed = false;
+            for entry in chunk.entries() {
+                let entry = entry?;
+                let too_big = policy.max_bytes.is_some_and(|max| self.log_bytes > max);
+                if done || inspected == MAX_RETENTION_SCAN || (!too_old && !too_big) {
+                    done = true;
+                    kept.push(entry);
+                    continue;
+                }
+                inspected += 1;
+                if self.held(registry, entry.seq)? {
+                    kept.push(entry);
+                    continue;
+                }
+                self.forget(&entry)?;
+                self.log_bytes = self.log_bytes.saturating_sub(entry.footprint(chunk.first));
+                changed = true;
+                removed += 1;
             }
-            let seq = records::log_seq(&key)?;
-            if self.held(registry, seq)? {
-                continue;
+            if changed {
+                self.mark_meta_dirty();
+                if kept.is_empty() {
+                    self.log_bytes = self.log_bytes.saturating_sub(log::header_footprint());
+                    self.batch.remove(key);
+                } else {
+                    self.batch.insert(key, chunk.rebuild(&kept));
+                }
             }
-            let id_key = records::id_key(&stored.event.id, &stored.event.source);
-            if let Some(bytes) = get(self.tree, &id_key, "reading the id index")?
-                && decode::<IdRecord>(&bytes, "id index entry")?.seq == seq
-            {
-                self.batch.remove(id_key);
+            if done {
+                break 'chunks;
             }
-            if let Some(cause) = &stored.event.causation_id {
-                self.batch.remove(records::cause_key(cause, seq));
-            }
-            self.batch.remove(key);
-            self.log_bytes = self.log_bytes.saturating_sub(value.len() as u64);
-            self.mark_meta_dirty();
-            removed += 1;
         }
         if removed > 0 {
             tracing::debug!(removed, "broker.retention removed events");
         }
         Ok(removed)
+    }
+
+    /// Removes the index entries of an event leaving the log.
+    fn forget(&mut self, entry: &Entry<'_>) -> Result<()> {
+        let event = entry.decode()?;
+        let id_key = records::id_key(&event.id, &event.source);
+        if let Some(bytes) = get(self.tree, &id_key, "reading the id index")?
+            && decode::<IdRecord>(&bytes, "id index entry")?.seq == entry.seq
+        {
+            self.batch.remove(id_key);
+        }
+        if let Some(cause) = &event.causation_id {
+            self.batch.remove(records::cause_key(cause, entry.seq));
+        }
+        Ok(())
     }
 
     /// Whether any queue or dead-letter index holds the event.
@@ -83,7 +117,7 @@ impl crate::txn::Group<'_> {
     /// Deletes a handler: its subscription, queue, dead-letters and state.
     pub(crate) fn remove(&mut self, registry: &mut Registry, name: &HandlerName) -> Result<()> {
         registry.get(name)?;
-        for kind in [b'Q', b'X', b'S'] {
+        for kind in [b'Q', b'D', b'X', b'S'] {
             for key in self
                 .tree
                 .scan_prefix(records::handler_prefix(kind, name))

@@ -9,19 +9,22 @@
 //! - sled's own periodic flusher thread is disabled (`flush_every_ms(None)`): the writer
 //!   stage (`durable.rs`) flushes after every round of groups, so a second flusher would
 //!   only add I/O at random times (and it would not let buffered mode skip its flushes: see
-//!   `Durable::make_durable`).
+//!   `Sync::run` in `durable.rs`).
 //! - The page cache is bounded by [`crate::Config::cache_bytes`] (sled's default is 1 GiB).
 //! - `Mode::HighThroughput`: the workload is append-heavy and space is reclaimed by
 //!   retention; sled's small-space mode would rewrite segments more eagerly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use choreo_core::HandlerName;
+
+use crate::queued::Bits;
 use crate::records::{
-    self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, SubRecord, decode,
+    self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, StateRecord, SubRecord, decode,
 };
 use crate::registry::Registry;
 use crate::{Config, Error, Result};
@@ -118,14 +121,15 @@ fn recover(store: &Store) -> Result<Recovered> {
         registry.upsert(&name, decode::<SubRecord>(&value, "subscription")?);
     }
     let mut orphans = sled::Batch::default();
-    for item in tree.scan_prefix(b"Q") {
-        let (key, value) = item.map_err(|e| Error::storage("reading queues", e))?;
-        let (handler, seq) = records::handler_seq(&key)?;
-        match registry.handlers.get_mut(&handler) {
-            Some(h) => h
-                .queue
-                .insert(seq, decode::<EntryRecord>(&value, "queue entry")?),
-            None => orphans.remove(key),
+    let queues = recover_queues(tree, &registry, &mut orphans)?;
+    for (handler, entries) in queues {
+        let queue = &mut registry
+            .handlers
+            .get_mut(&handler)
+            .expect("only known handlers' entries are recovered")
+            .queue;
+        for (seq, record) in entries {
+            queue.insert(seq, record);
         }
     }
     for item in tree.scan_prefix(b"X") {
@@ -145,6 +149,62 @@ fn recover(store: &Store) -> Result<Recovered> {
         .map_err(|e| Error::storage("dropping orphaned queue entries", e))?;
     Ok(Recovered { registry, meta })
 }
+
+/// Every known handler's queue entries as stored: seqs from the `Q` chunks, delivery
+/// state from the `D` records, ordering keys from the log (read in slices of
+/// [`RECOVERY_SLICE`] events, so a long backlog is not held in memory whole). Records of
+/// handlers that have no subscription, and state records of entries no queue holds, go
+/// into `orphans` for removal.
+fn recover_queues(
+    tree: &sled::Tree,
+    registry: &Registry,
+    orphans: &mut sled::Batch,
+) -> Result<HashMap<HandlerName, Vec<(u64, EntryRecord)>>> {
+    let mut queued: BTreeMap<u64, Vec<HandlerName>> = BTreeMap::new();
+    for item in tree.scan_prefix(b"Q") {
+        let (key, value) = item.map_err(|e| Error::storage("reading queues", e))?;
+        let (handler, base) = records::handler_seq(&key)?;
+        if !registry.handlers.contains_key(&handler) {
+            orphans.remove(key);
+            continue;
+        }
+        for offset in Bits::decode(&value)?.offsets() {
+            queued
+                .entry(base + offset)
+                .or_default()
+                .push(handler.clone());
+        }
+    }
+    let mut states: HashMap<(HandlerName, u64), StateRecord> = HashMap::new();
+    for item in tree.scan_prefix(b"D") {
+        let (key, value) = item.map_err(|e| Error::storage("reading delivery states", e))?;
+        let (handler, seq) = records::handler_seq(&key)?;
+        let held = queued.get(&seq).is_some_and(|hs| hs.contains(&handler));
+        if !held {
+            orphans.remove(key);
+            continue;
+        }
+        states.insert((handler, seq), decode(&value, "delivery state")?);
+    }
+    let mut queues: HashMap<HandlerName, Vec<(u64, EntryRecord)>> = HashMap::new();
+    let seqs: Vec<u64> = queued.keys().copied().collect();
+    for slice in seqs.chunks(RECOVERY_SLICE) {
+        for event in crate::log::read_held_many(tree, slice)? {
+            let key = event.event.ordering_key();
+            for handler in queued.remove(&event.seq).unwrap_or_default() {
+                let record = match states.remove(&(handler.clone(), event.seq)) {
+                    Some(state) => state.entry(key.to_owned()),
+                    None => EntryRecord::new(key),
+                };
+                queues.entry(handler).or_default().push((event.seq, record));
+            }
+        }
+    }
+    Ok(queues)
+}
+
+/// Queued events read from the log at a time while recovering.
+const RECOVERY_SLICE: usize = 4096;
 
 pub(crate) fn get(tree: &sled::Tree, key: &[u8], context: &'static str) -> Result<Option<Vec<u8>>> {
     tree.get(key)

@@ -14,13 +14,13 @@ use std::collections::HashMap;
 use choreo_core::{Event, HandlerName, Topic};
 
 use crate::clock::millis;
-use crate::records::{
-    self, EntryRecord, IdRecord, META_KEY, Meta, StoredEvent, SubRecord, decode, encode,
-};
+use crate::log::{self, ChunkBuilder};
+use crate::queued::QueuedChunks;
+use crate::records::{self, EntryRecord, IdRecord, META_KEY, Meta, SubRecord, decode, encode};
 use crate::registry::Registry;
 use crate::store::get;
 use crate::{
-    Action, Committed, Config, DeadLetterCause, Error, Outcome, Published, Result, StartPosition,
+    Action, Committed, Config, DeadLetterCause, Outcome, Published, Result, StartPosition,
     Subscription,
 };
 
@@ -31,6 +31,11 @@ pub(crate) enum Effect {
         handler: HandlerName,
         seq: u64,
         record: EntryRecord,
+    },
+    /// A new subscription's catch-up: many entries for one handler.
+    EnqueueAll {
+        handler: HandlerName,
+        entries: Vec<(u64, EntryRecord)>,
     },
     /// Acked or dead-lettered: leaves the queue.
     Settle {
@@ -61,6 +66,7 @@ impl Effect {
     pub(crate) fn handler(&self) -> &HandlerName {
         match self {
             Effect::Enqueue { handler, .. }
+            | Effect::EnqueueAll { handler, .. }
             | Effect::Settle { handler, .. }
             | Effect::Retry { handler, .. }
             | Effect::DeadLettered { handler, .. }
@@ -76,7 +82,8 @@ impl Effect {
 struct Appended {
     seq: u64,
     topic: Topic,
-    key: String,
+    /// The event's `key`; its ordering key is the topic when there is none.
+    key: Option<String>,
 }
 
 pub(crate) struct Group<'a> {
@@ -89,8 +96,15 @@ pub(crate) struct Group<'a> {
     pub(crate) log_bytes: u64,
     meta_dirty: bool,
     appended: Vec<Appended>,
-    /// Id keys appended in this group, for dedup within the group.
-    dedup: HashMap<Vec<u8>, u64>,
+    /// Id keys appended in this group, for dedup within the group. The same buffer is
+    /// the key in the batch (an `IVec` clone shares it), so each id key is built once.
+    dedup: HashMap<sled::IVec, u64>,
+    /// The log chunk being filled with this group's events (`log.rs`).
+    chunk: Option<ChunkBuilder>,
+    /// Reused for encoding each event before it is copied into the chunk.
+    scratch: Vec<u8>,
+    /// The queue chunks this group changes (`queued.rs`).
+    queued: QueuedChunks,
 }
 
 impl<'a> Group<'a> {
@@ -112,11 +126,16 @@ impl<'a> Group<'a> {
             meta_dirty: false,
             appended: Vec::new(),
             dedup: HashMap::new(),
+            chunk: None,
+            scratch: Vec::new(),
+            queued: QueuedChunks::default(),
         }
     }
 
     /// The batch (with the counters written into it), the effects, and the new counters.
     pub(crate) fn finish(mut self) -> (sled::Batch, Vec<Effect>, u64, u64) {
+        self.seal_chunk();
+        std::mem::take(&mut self.queued).write(&mut self.batch);
         if self.meta_dirty {
             let meta = Meta {
                 format: records::FORMAT,
@@ -130,6 +149,53 @@ impl<'a> Group<'a> {
 
     pub(crate) fn mark_meta_dirty(&mut self) {
         self.meta_dirty = true;
+    }
+
+    /// Adds `seq` to the handler's stored queue; the caller adds the in-memory effect.
+    pub(crate) fn enqueue(&mut self, handler: &HandlerName, seq: u64) -> Result<()> {
+        self.queued.set(self.tree, handler, seq, true)
+    }
+
+    /// Takes `seq` out of the handler's stored queue, with its delivery state if stored.
+    pub(crate) fn unqueue(
+        &mut self,
+        handler: &HandlerName,
+        seq: u64,
+        state_stored: bool,
+    ) -> Result<()> {
+        if state_stored {
+            self.batch.remove(records::state_record_key(handler, seq));
+        }
+        self.queued.set(self.tree, handler, seq, false)
+    }
+
+    /// Puts the chunk being filled into the batch.
+    fn seal_chunk(&mut self) {
+        if let Some(chunk) = self.chunk.take() {
+            let (key, value) = chunk.finish();
+            self.log_bytes += value.len() as u64;
+            self.batch.insert(&key, value);
+        }
+    }
+
+    /// Adds the event at `seq` to the group's log chunk, starting a new chunk when the
+    /// current one is full.
+    fn log(&mut self, seq: u64, event: &Event) {
+        if self
+            .chunk
+            .as_ref()
+            .is_some_and(|c| c.is_full() || c.next_seq() != seq)
+        {
+            self.seal_chunk();
+        }
+        self.scratch.clear();
+        let scratch = std::mem::take(&mut self.scratch);
+        self.scratch = postcard::to_extend(event, scratch)
+            .expect("events hold only types postcard can encode");
+        let now_ms = self.now_ms;
+        self.chunk
+            .get_or_insert_with(|| ChunkBuilder::new(seq, now_ms))
+            .push(seq, &self.scratch);
     }
 
     pub(crate) fn publish(
@@ -146,7 +212,7 @@ impl<'a> Group<'a> {
     /// Appends one event and enqueues it for every matching handler, or reports the
     /// earlier copy when (`source`, `id`) is within the dedup window.
     pub(crate) fn append(&mut self, registry: &Registry, event: Event) -> Result<Published> {
-        let id_key = records::id_key(&event.id, &event.source);
+        let id_key = sled::IVec::from(records::id_key(&event.id, &event.source));
         if let Some(&seq) = self.dedup.get(&id_key) {
             return Ok(duplicate(event, seq));
         }
@@ -162,8 +228,7 @@ impl<'a> Group<'a> {
         self.meta_dirty = true;
         for handler in registry.index.matching(&event.topic) {
             let record = EntryRecord::new(event.ordering_key());
-            self.batch
-                .insert(records::queue_key(&handler, seq), encode(&record));
+            self.enqueue(&handler, seq)?;
             self.effects.push(Effect::Enqueue {
                 handler,
                 seq,
@@ -174,17 +239,16 @@ impl<'a> Group<'a> {
             seq,
             appended_ms: self.now_ms,
         };
-        self.batch.insert(id_key.as_slice(), encode(&id_record));
+        // Two varints: at most 20 bytes, so sled keeps the value inline (no allocation).
+        let mut buffer = [0u8; 20];
+        let value =
+            postcard::to_slice(&id_record, &mut buffer).expect("an id record fits in 20 bytes");
+        self.batch.insert(id_key.clone(), &*value);
         self.dedup.insert(id_key, seq);
         if let Some(cause) = &event.causation_id {
             self.batch.insert(records::cause_key(cause, seq), &[]);
         }
-        let stored = encode(&StoredEvent {
-            appended_ms: self.now_ms,
-            event: &event,
-        });
-        self.log_bytes += stored.len() as u64;
-        self.batch.insert(&records::log_key(seq), stored);
+        self.log(seq, &event);
         let published = Published {
             seq,
             id: event.id,
@@ -192,7 +256,7 @@ impl<'a> Group<'a> {
         };
         self.appended.push(Appended {
             seq,
-            key: event.key.unwrap_or_else(|| event.topic.as_str().to_owned()),
+            key: event.key,
             topic: event.topic,
         });
         Ok(published)
@@ -214,11 +278,11 @@ impl<'a> Group<'a> {
                 continue;
             };
             let retry = handler.sub.retry;
+            let state_stored = handler.queue.state_stored(token.seq);
             let name = token.handler;
-            let queue_key = records::queue_key(&name, token.seq);
             committed.push(match action {
                 Action::Ack { publishes, state } => {
-                    self.batch.remove(queue_key);
+                    self.unqueue(&name, token.seq, state_stored)?;
                     for write in state {
                         let key = records::state_key(&name, &write.key);
                         match write.value {
@@ -246,7 +310,11 @@ impl<'a> Group<'a> {
                         .expect("an entry being committed is in the queue");
                     record.not_before_ms = not_before_ms;
                     record.last_error = Some(error.clone());
-                    self.batch.insert(queue_key, encode(&record));
+                    self.batch.insert(
+                        records::state_record_key(&name, token.seq),
+                        encode(&record.state()),
+                    );
+                    handler.queue.mark_state_stored(token.seq);
                     self.effects.push(Effect::Retry {
                         handler: name,
                         seq: token.seq,
@@ -294,35 +362,30 @@ impl<'a> Group<'a> {
         };
         let patterns = stored.patterns.clone();
         let matches = |topic: &Topic| patterns.iter().any(|p| p.matches(topic));
-        let enqueue = |group: &mut Self, seq: u64, key: &str| {
-            let record = EntryRecord::new(key);
-            group
-                .batch
-                .insert(records::queue_key(&name, seq), encode(&record));
-            group.effects.push(Effect::Enqueue {
-                handler: name.clone(),
-                seq,
-                record,
-            });
-        };
-        for item in self
-            .tree
-            .range(records::log_key(0)..=records::log_key(u64::MAX))
-        {
-            let (key, value) =
-                item.map_err(|e| Error::storage("reading the log to catch up", e))?;
-            let stored = records::decode_event(&value)?;
-            if stored.appended_ms >= from_ms && matches(&stored.event.topic) {
-                enqueue(self, records::log_seq(&key)?, stored.event.ordering_key());
+        let mut found = Vec::new();
+        log::scan(self.tree, 0, u64::MAX, |appended_ms, entry| {
+            if appended_ms >= from_ms {
+                let event = entry.decode()?;
+                if matches(&event.topic) {
+                    found.push((entry.seq, EntryRecord::new(event.ordering_key())));
+                }
             }
-        }
-        let appended = std::mem::take(&mut self.appended);
-        for event in &appended {
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
+        for event in &self.appended {
             if self.now_ms >= from_ms && matches(&event.topic) {
-                enqueue(self, event.seq, &event.key);
+                let key = event.key.as_deref().unwrap_or(event.topic.as_str());
+                found.push((event.seq, EntryRecord::new(key)));
             }
         }
-        self.appended = appended;
+        for (seq, _) in &found {
+            self.queued.set(self.tree, &name, *seq, true)?;
+        }
+        // One effect for the whole catch-up, not one per event.
+        self.effects.push(Effect::EnqueueAll {
+            handler: name,
+            entries: found,
+        });
         Ok(())
     }
 
@@ -345,8 +408,13 @@ impl<'a> Group<'a> {
     /// Persists the current lease of entries leased since the last group, unless a
     /// commit already owns their record (then its batch, or an earlier one, decides what
     /// is stored) or they are gone.
-    pub(crate) fn record_leases(&mut self, registry: &Registry, name: &HandlerName, seqs: &[u64]) {
-        let Ok(handler) = registry.get(name) else {
+    pub(crate) fn record_leases(
+        &mut self,
+        registry: &mut Registry,
+        name: &HandlerName,
+        seqs: &[u64],
+    ) {
+        let Ok(handler) = registry.get_mut(name) else {
             return;
         };
         for &seq in seqs {
@@ -354,8 +422,11 @@ impl<'a> Group<'a> {
                 continue;
             }
             if let Some(record) = handler.queue.record(seq) {
-                self.batch
-                    .insert(records::queue_key(name, seq), encode(&record));
+                self.batch.insert(
+                    records::state_record_key(name, seq),
+                    encode(&record.state()),
+                );
+                handler.queue.mark_state_stored(seq);
             }
         }
     }

@@ -273,7 +273,7 @@ impl Writer {
             }
             // After the group's commits, so that entries they settle are skipped.
             for (handler, seqs) in self.pending_leases.drain(..) {
-                txn.record_leases(&registry, &handler, &seqs);
+                txn.record_leases(&mut registry, &handler, &seqs);
             }
         }
         let (batch, effects, next_seq, log_bytes) = txn.finish();
@@ -411,6 +411,11 @@ fn apply_to_view(shared: &Shared, effects: Vec<Effect>) {
         };
         match effect {
             Effect::Enqueue { seq, record, .. } => handler.queue.insert(seq, record),
+            Effect::EnqueueAll { entries, .. } => {
+                for (seq, record) in entries {
+                    handler.queue.insert(seq, record);
+                }
+            }
             Effect::Settle { seq, .. } => handler.queue.remove(seq),
             Effect::Retry {
                 seq,

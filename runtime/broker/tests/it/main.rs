@@ -11,6 +11,7 @@ mod causation;
 mod crash;
 mod delivery;
 mod durability;
+mod layout;
 mod ordering;
 mod retention;
 mod retry;
