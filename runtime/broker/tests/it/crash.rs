@@ -16,13 +16,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use choreo_broker::{
-    Broker, Committed, Config, Error, EventQuery, Outcome, RetryPolicy, SledBroker, StateView,
-    StateWrite,
+    Broker, Committed, Config, Error, Outcome, RetryPolicy, SledBroker, StateView, StateWrite,
 };
 use choreo_core::EventId;
 use rand::Rng;
 
-use crate::{event, handler, keyed, subscription};
+use crate::{event, handler, keyed, subscription, whole_log};
 
 const CHILD_ENV: &str = "CHOREO_BROKER_CRASH_CHILD";
 const KILLS: usize = 16;
@@ -230,23 +229,7 @@ fn check(
         .unwrap();
     runtime.block_on(async {
         let broker = SledBroker::open(Config::new(path)).unwrap();
-        let mut log = Vec::new();
-        let mut from_seq = 0;
-        loop {
-            let page = broker
-                .read_events(EventQuery {
-                    from_seq,
-                    pattern: None,
-                    limit: 1000,
-                })
-                .await
-                .unwrap();
-            if page.events.is_empty() {
-                break;
-            }
-            from_seq = page.next_seq;
-            log.extend(page.events);
-        }
+        let log = whole_log(&broker).await;
         let by_seq: BTreeMap<u64, String> = log
             .iter()
             .map(|e| (e.seq, e.event.id.to_string()))

@@ -4,29 +4,18 @@
 
 use std::time::Duration;
 
-use choreo_broker::{Broker, EventQuery, Outcome, Retention};
+use choreo_broker::{Broker, Outcome, Retention};
 
-use crate::{Store, earliest, event, exact_retries, handler, keyed, subscription, with_id};
+use crate::{
+    Store, earliest, event, exact_retries, handler, keyed, subscription, whole_log, with_id,
+};
 
 async fn all_seqs(store: &Store) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    let mut from_seq = 0;
-    loop {
-        let page = store
-            .broker
-            .read_events(EventQuery {
-                from_seq,
-                pattern: None,
-                limit: 1000,
-            })
-            .await
-            .unwrap();
-        if page.events.is_empty() {
-            return seqs;
-        }
-        seqs.extend(page.events.iter().map(|e| e.seq));
-        from_seq = page.next_seq;
-    }
+    whole_log(&*store.broker)
+        .await
+        .iter()
+        .map(|e| e.seq)
+        .collect()
 }
 
 #[tokio::test]

@@ -21,9 +21,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use choreo_broker::{
-    Broker, Config, Delivery, Outcome, RetryPolicy, SledBroker, StartPosition, Subscription,
+    Broker, Config, Delivery, EventQuery, Outcome, RetryPolicy, SledBroker, StartPosition,
+    Subscription,
 };
-use choreo_core::{Event, EventId, HandlerName, Pattern, Topic};
+use choreo_core::{Event, EventId, HandlerName, Pattern, RecordedEvent, Topic};
+
+/// Every retained event, in seq order, read page by page.
+pub async fn whole_log(broker: &impl Broker) -> Vec<RecordedEvent> {
+    let mut log = Vec::new();
+    let mut from_seq = 0;
+    loop {
+        let page = broker
+            .read_events(EventQuery {
+                from_seq,
+                pattern: None,
+                limit: 1000,
+            })
+            .await
+            .unwrap();
+        if page.events.is_empty() {
+            return log;
+        }
+        from_seq = page.next_seq;
+        log.extend(page.events);
+    }
+}
 
 pub fn handler(name: &str) -> HandlerName {
     HandlerName::new(name).unwrap()
