@@ -175,18 +175,7 @@ async fn bad_requests_get_4xx_problem_json_naming_what_is_wrong() {
                 continue;
             }
         };
-        let problem: Option<serde_json::Value> = serde_json::from_slice(&reply.body).ok();
-        let detail = problem
-            .as_ref()
-            .and_then(|p| p["detail"].as_str())
-            .unwrap_or_default();
-        let good = reply.status == status
-            && reply.content_type == "application/problem+json"
-            && problem
-                .as_ref()
-                .is_some_and(|p| p["status"] == status.as_u16())
-            && detail.contains(mentions);
-        if !good {
+        if !reply.is_problem(status, mentions) {
             failures.push(format!(
                 "{what}: {method} {path}: want {status} problem+json mentioning {mentions:?}, got {reply}"
             ));

@@ -412,18 +412,7 @@ async fn malformed_cloudevents_get_problem_json_and_store_nothing() {
                 continue;
             }
         };
-        let problem: Option<Value> = serde_json::from_slice(&reply.body).ok();
-        let detail = problem
-            .as_ref()
-            .and_then(|p| p["detail"].as_str())
-            .unwrap_or_default();
-        let good = reply.status == status
-            && reply.content_type == "application/problem+json"
-            && problem
-                .as_ref()
-                .is_some_and(|p| p["status"] == status.as_u16())
-            && detail.contains(mentions);
-        if !good {
+        if !reply.is_problem(status, mentions) {
             failures.push(format!(
                 "{what}: POST {path}: want {status} problem+json mentioning {mentions:?}, got {reply}"
             ));

@@ -43,6 +43,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// machine to work through a few thousand deliveries.
 pub const DEADLINE: Duration = Duration::from_secs(180);
 
+/// How long a large component (Python, JavaScript) may take to compile and deploy: seconds
+/// with an optimised wasmtime, many times that on a loaded two-core machine.
+pub const DEPLOY_DEADLINE: Duration = Duration::from_secs(600);
+
 /// A test's temp dir, holding the data dir and the deploy dir.
 #[derive(Debug)]
 pub struct Dirs {
@@ -327,6 +331,19 @@ impl Api {
             .unwrap_or(Value::Null)
     }
 
+    /// Waits until `name` is listed as running (deployed and being delivered to).
+    pub async fn wait_running(&self, name: &str, deadline: Duration) {
+        eventually(&format!("{name} is deployed"), deadline, async || {
+            let handler = self.handler(name).await;
+            if handler["status"] == "running" {
+                Ok(())
+            } else {
+                Err(format!("{handler} (all: {})", self.handlers().await))
+            }
+        })
+        .await;
+    }
+
     /// Every event in the log matching `pattern`, in seq order, read page by page.
     pub async fn events(&self, pattern: &str) -> Vec<Value> {
         let pattern = percent_encode(pattern);
@@ -428,6 +445,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Whether this is an `application/problem+json` answer with `status`, in the status
+    /// line and in the body, whose `detail` contains `mentions`.
+    pub fn is_problem(&self, status: StatusCode, mentions: &str) -> bool {
+        let problem: Option<serde_json::Value> = serde_json::from_slice(&self.body).ok();
+        self.status == status
+            && self.content_type == "application/problem+json"
+            && problem.as_ref().is_some_and(|p| {
+                p["status"] == status.as_u16()
+                    && p["detail"].as_str().is_some_and(|d| d.contains(mentions))
+            })
+    }
+
     /// A response header as text, `""` when absent.
     pub fn header(&self, name: &str) -> &str {
         self.headers

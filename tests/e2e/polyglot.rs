@@ -6,16 +6,11 @@
 //! as the Rust SDK's errors do.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{DEADLINE, Dirs, Server, eventually};
-
-/// How long the two large components may take to compile and deploy: ≈ 5 s each with an
-/// optimised wasmtime, but several times that on a loaded two-core CI machine.
-const DEPLOY_DEADLINE: Duration = Duration::from_secs(600);
+use crate::harness::{DEADLINE, DEPLOY_DEADLINE, Dirs, Server, eventually};
 
 /// A quick retry policy without jitter, and a config value the handlers echo.
 const MANIFEST: &str = r#"
@@ -40,19 +35,7 @@ async fn python_and_javascript_handlers_built_from_source_handle_events_on_the_r
     dirs.deploy_component("py-counter", choreo_polyglot::PY_COUNTER, Some(MANIFEST));
     dirs.deploy_component("js-enricher", choreo_polyglot::JS_ENRICHER, Some(MANIFEST));
     for name in ["py-counter", "js-enricher"] {
-        eventually(
-            &format!("{name} is deployed"),
-            DEPLOY_DEADLINE,
-            async || {
-                let handler = server.handler(name).await;
-                if handler["status"] == "running" {
-                    Ok(())
-                } else {
-                    Err(format!("{handler} (all: {})", server.handlers().await))
-                }
-            },
-        )
-        .await;
+        server.wait_running(name, DEPLOY_DEADLINE).await;
     }
 
     check_described(

@@ -16,11 +16,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Api, Dirs, Server, eventually};
-
-/// How long the components may take to compile and deploy: the Python and JavaScript ones
-/// take seconds each with an optimised wasmtime, much longer on a loaded two-core machine.
-const DEPLOY_DEADLINE: Duration = Duration::from_secs(600);
+use crate::harness::{Api, DEPLOY_DEADLINE, Dirs, Server, eventually};
 
 /// How long 500 orders may take to go through the whole choreography (≈ 2000 deliveries on
 /// five handlers, a third of them in the large guests) on a debug build on a busy machine.
@@ -211,19 +207,7 @@ async fn retail_choreography_takes_500_orders_to_the_right_end() {
         dirs.deploy_component(name, wasm, Some(&manifest(name)));
     }
     for (name, _) in handlers() {
-        eventually(
-            &format!("{name} is deployed"),
-            DEPLOY_DEADLINE,
-            async || {
-                let handler = server.handler(name).await;
-                if handler["status"] == "running" {
-                    Ok(())
-                } else {
-                    Err(format!("{handler} (all: {})", server.handlers().await))
-                }
-            },
-        )
-        .await;
+        server.wait_running(name, DEPLOY_DEADLINE).await;
     }
 
     publish_orders(&server, &orders).await;

@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{CHOREO, DEADLINE, Dirs, Server, eventually};
+use crate::harness::{CHOREO, DEADLINE, DEPLOY_DEADLINE, Dirs, Server, eventually};
 
 /// How long one `choreo build` may take: a cold Rust build compiles wit-bindgen and serde.
 const BUILD_DEADLINE: Duration = Duration::from_secs(900);
 /// How long a command that builds nothing may take.
 const QUICK_DEADLINE: Duration = Duration::from_secs(60);
-/// How long the large Python and JavaScript components may take to compile and deploy.
-const DEPLOY_DEADLINE: Duration = Duration::from_secs(600);
 
 /// The checkout these tests run in.
 const CHECKOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -177,19 +175,7 @@ async fn new_projects_in_every_language_build_deploy_and_handle_an_event() {
     });
 
     for (name, _) in handlers {
-        eventually(
-            &format!("{name} is deployed"),
-            DEPLOY_DEADLINE,
-            async || {
-                let handler = server.handler(name).await;
-                if handler["status"] == "running" {
-                    Ok(())
-                } else {
-                    Err(format!("{handler} (all: {})", server.handlers().await))
-                }
-            },
-        )
-        .await;
+        server.wait_running(name, DEPLOY_DEADLINE).await;
         let described = server.handler(name).await;
         assert_eq!(
             described["subscriptions"],
