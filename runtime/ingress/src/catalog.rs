@@ -81,17 +81,24 @@ impl Catalog {
                 self.evicted += 1;
             }
         }
+        // Looked up by `&str` first: a known topic (nearly every event) costs no allocation.
+        if !self.topics.contains_key(topic.as_str()) {
+            self.topics.insert(
+                topic.as_str().to_owned(),
+                Entry {
+                    count: 0,
+                    first_seen: at,
+                    last_seen: at,
+                    producers: BTreeSet::new(),
+                    more_producers: false,
+                    recent: [(i64::MIN, 0); RATE_WINDOW_SECS],
+                },
+            );
+        }
         let entry = self
             .topics
-            .entry(topic.as_str().to_owned())
-            .or_insert_with(|| Entry {
-                count: 0,
-                first_seen: at,
-                last_seen: at,
-                producers: BTreeSet::new(),
-                more_producers: false,
-                recent: [(i64::MIN, 0); RATE_WINDOW_SECS],
-            });
+            .get_mut(topic.as_str())
+            .expect("inserted above if it was missing");
         entry.count += 1;
         entry.last_seen = entry.last_seen.max(at);
         if !entry.producers.contains(source) {
