@@ -100,6 +100,10 @@ pub struct Config {
     /// In buffered mode, the longest time an acknowledged write stays unsynced.
     /// Default: 1 s (Redis's `appendfsync everysec`).
     pub sync_interval: Duration,
+    /// How large the write-ahead log grows before a checkpoint makes sled durable and
+    /// deletes the log. Larger means fewer checkpoints and a longer replay after a
+    /// crash. Default: 32 MiB.
+    pub checkpoint_bytes: u64,
     /// Bytes of sled's page cache. sled's own default (1 GiB) is too much for a runtime
     /// that also hosts Wasm instances, so it is bounded here. Default: 64 MiB.
     pub cache_bytes: u64,
@@ -124,6 +128,7 @@ impl Config {
             path: path.into(),
             durability: Durability::Strict,
             sync_interval: Duration::from_secs(1),
+            checkpoint_bytes: 32 * 1024 * 1024,
             cache_bytes: 64 * 1024 * 1024,
             dedup_window: Duration::from_secs(120),
             retention: Retention::default(),

@@ -21,7 +21,9 @@
 //! - `lease`: leasing with a long poll.
 //! - `reads`: log, id, causation, state and dead-letter reads.
 //! - `writer`: the group-commit thread and its requests.
-//! - `durable`: the second stage of the group commit: flush, fdatasync, answer.
+//! - `durable`: the second stage of the group commit: log, fdatasync, answer; checkpoints.
+//! - `wal`: the write-ahead log that makes a group durable, and its replay.
+//! - `changes`: a group's writes, and their write-ahead log record.
 //! - `txn`: building one group (publish with fan-out and dedup, commit, subscribe).
 //! - `dlq`: dead-lettering, replay and discard.
 //! - `retention`: trimming the log; removing a handler.
@@ -30,9 +32,10 @@
 //! - `registry`: all handlers in memory, and the pattern index that routes events.
 //! - `records`: the key layout and the stored records.
 //! - `log`: the log stored in chunks of consecutive events.
-//! - `store`: opening sled, recovery, and the fdatasync that makes strict mode strict.
+//! - `store`: opening sled, recovery, and the fdatasync of sled at a checkpoint.
 
 mod api;
+mod changes;
 mod clock;
 mod config;
 mod dlq;
@@ -50,6 +53,7 @@ mod sled_broker;
 mod store;
 mod txn;
 mod types;
+mod wal;
 mod writer;
 
 pub use api::Broker;

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use choreo_core::HandlerName;
 
+use crate::changes::Changes;
 use crate::records;
 use crate::store::get;
 use crate::{Error, Result};
@@ -163,7 +164,7 @@ impl QueuedChunks {
     }
 
     /// Adds every touched chunk to the batch; an empty chunk is removed.
-    pub(crate) fn write(self, batch: &mut sled::Batch) {
+    pub(crate) fn write(self, batch: &mut Changes) {
         for (handler, chunks) in self.chunks {
             for (base, bits) in chunks {
                 let key = records::queue_key(&handler, base);
@@ -216,17 +217,17 @@ mod tests {
         for seq in [1, 2, 1030] {
             group.set(&tree, &h, seq, true).unwrap();
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Changes::default();
         group.write(&mut batch);
-        tree.apply_batch(batch).unwrap();
+        tree.apply_batch(batch.to_batch()).unwrap();
         assert_eq!(tree.len(), 2);
 
         let mut group = QueuedChunks::default();
         group.set(&tree, &h, 1, false).unwrap();
         group.set(&tree, &h, 1030, false).unwrap();
-        let mut batch = sled::Batch::default();
+        let mut batch = Changes::default();
         group.write(&mut batch);
-        tree.apply_batch(batch).unwrap();
+        tree.apply_batch(batch.to_batch()).unwrap();
         let (key, value) = tree.iter().next().unwrap().unwrap();
         assert_eq!(records::handler_seq(&key).unwrap().1, 0);
         assert_eq!(

@@ -15,6 +15,7 @@
 //! | `X`    | handler, `0x00`, seq (u64 BE)        | [`DeadLetterRecord`]  |
 //! | `H`    | handler                              | [`SubRecord`]         |
 //! | `M`    | `meta`                               | [`Meta`]              |
+//! | `M`    | `wal`                                | the last group applied (u64 BE, `wal.rs`) |
 //!
 //! `0x00` cannot occur in a handler name or an event id, so it ends them unambiguously.
 //! The `I` index serves both lookups by id (prefix scan) and deduplication by
@@ -41,9 +42,13 @@ use crate::{DeadLetterCause, Error, Result, RetryPolicy};
 /// 2: a dead-letter record says why (rejected, or retries spent) apart from the last error.
 /// 3: the log is stored in chunks of consecutive events (`log.rs`), not one value each.
 /// 4: queue membership in bitmap chunks (`queued.rs`), delivery state in `D` records.
-pub(crate) const FORMAT: u32 = 4;
+/// 5: a write-ahead log (`wal.rs`) holds what sled has not been synced with.
+pub(crate) const FORMAT: u32 = 5;
 
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
+
+/// The number of the last group applied, written in every group (`wal.rs`).
+pub(crate) const APPLIED_KEY: &[u8] = b"Mwal";
 
 pub(crate) fn log_key(seq: u64) -> [u8; 9] {
     let mut key = [b'L'; 9];

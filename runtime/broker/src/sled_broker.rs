@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::config::{
     MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_CONCURRENCY, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES,
 };
-use crate::durable::Durable;
+use crate::durable::{Checkpoints, Durable};
 use crate::writer::{Reply, Request, Shared, Writer};
 use crate::{
     Action, Broker, Clock, Committed, Config, DeadLetter, Delivery, Durability, Error, EventPage,
@@ -44,16 +44,18 @@ impl SledBroker {
     /// timers are tokio's.
     pub fn open(config: Config) -> Result<Self> {
         let clock = config.clock.unwrap_or_else(Clock::system);
-        let (store, syncer, recovered) = crate::store::open(&config)?;
+        let opened = crate::store::open(&config)?;
+        let (store, recovered) = (opened.store, opened.recovered);
         let tree = store.tree.clone();
         let shared = Arc::new(Shared::default());
         *shared.registry() = recovered.registry;
         shared.durable_seq.send_replace(recovered.meta.last_seq);
         let (to_durable, applied) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
+        let checkpoints = Checkpoints::spawn(store.db.clone(), opened.syncer, shared.clone())?;
         let durable = Durable {
-            db: store.db.clone(),
-            syncer,
+            wal: opened.wal,
+            checkpoints,
             shared: shared.clone(),
             durability: config.durability,
             sync_interval: config.sync_interval,
@@ -73,6 +75,7 @@ impl SledBroker {
             runtime: tokio::runtime::Handle::try_current().ok(),
             to_durable,
             done,
+            next_wal_group: opened.applied_group + 1,
             in_flight: 0,
             durable_thread: Some(durable_thread),
             pending_leases: Vec::new(),

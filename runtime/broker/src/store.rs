@@ -1,15 +1,16 @@
-//! Opening the sled store, rebuilding the in-memory view from it, and making it durable.
+//! Opening the sled store, replaying the write-ahead log into it, rebuilding the
+//! in-memory view from it, and making it durable at checkpoints.
 //!
 //! sled caveats handled here, each a decision:
+//! - sled is made durable only at checkpoints (`durable.rs`); between them, the
+//!   write-ahead log (`wal.rs`) is what makes a group durable, and opening replays it.
 //! - `flush()` ends in `sync_file_range`, which starts and waits for writeback of the
 //!   data pages but is not an fsync: it does not flush the drive's cache and does not
-//!   persist file size changes. Strict mode therefore fdatasyncs sled's data file after
-//!   every group flush ([`Syncer`]), plus any blob file sled wrote (large pages spill into
+//!   persist file size changes. A checkpoint therefore fdatasyncs sled's data file after
+//!   the flush ([`Syncer`]), plus any blob file sled wrote (large pages spill into
 //!   `blobs/`, which sled writes without any sync) and the directories holding new files.
-//! - sled's own periodic flusher thread is disabled (`flush_every_ms(None)`): the writer
-//!   stage (`durable.rs`) flushes after every round of groups, so a second flusher would
-//!   only add I/O at random times (and it would not let buffered mode skip its flushes: see
-//!   `Sync::run` in `durable.rs`).
+//! - sled's own periodic flusher thread is disabled (`flush_every_ms(None)`): it would
+//!   only add I/O at random times, and hold sled's concurrency guard while it waits.
 //! - The page cache is bounded by [`crate::Config::cache_bytes`] (sled's default is 1 GiB).
 //! - `Mode::HighThroughput`: the workload is append-heavy and space is reclaimed by
 //!   retention; sled's small-space mode would rewrite segments more eagerly.
@@ -22,11 +23,14 @@ use std::time::{Duration, Instant};
 
 use choreo_core::HandlerName;
 
+use crate::durable::checkpoint;
 use crate::queued::Bits;
 use crate::records::{
     self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, StateRecord, SubRecord, decode,
 };
 use crate::registry::Registry;
+use crate::wal::sync_dir;
+use crate::wal::{self, WAL_DIR, Wal};
 use crate::{Config, Error, Result};
 
 /// The name of the one tree every record lives in.
@@ -80,17 +84,48 @@ fn open_locked(config: &Config) -> Result<sled::Db> {
     }
 }
 
-pub(crate) fn open(config: &Config) -> Result<(Store, Syncer, Recovered)> {
+/// An opened store, ready for the writer.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) store: Store,
+    pub(crate) syncer: Syncer,
+    pub(crate) recovered: Recovered,
+    /// A new, empty segment for the groups after [`Opened::applied_group`].
+    pub(crate) wal: Wal,
+    /// The last group the store holds.
+    pub(crate) applied_group: u64,
+}
+
+pub(crate) fn open(config: &Config) -> Result<Opened> {
     std::fs::create_dir_all(&config.path)
         .map_err(|e| Error::storage("creating the store directory", e))?;
     let db = open_locked(config)?;
     let tree = db
         .open_tree(TREE)
         .map_err(|e| Error::storage("opening the store's tree", e))?;
+    let mut syncer = Syncer::new(&config.path)?;
+    let wal_dir = config.path.join(WAL_DIR);
+    let replayed = wal::replay(&tree, &wal_dir)?;
+    if replayed.groups > 0 {
+        tracing::info!(
+            groups = replayed.groups,
+            applied_group = replayed.applied,
+            "broker.recover: replayed the write-ahead log"
+        );
+    }
+    if !replayed.segments.is_empty() {
+        checkpoint(&db, &mut syncer, &replayed.segments)?;
+    }
+    let wal = Wal::create(&wal_dir, replayed.applied + 1, config.checkpoint_bytes)?;
     let store = Store { db, tree };
     let recovered = recover(&store)?;
-    let syncer = Syncer::new(&config.path)?;
-    Ok((store, syncer, recovered))
+    Ok(Opened {
+        store,
+        syncer,
+        recovered,
+        wal,
+        applied_group: replayed.applied,
+    })
 }
 
 /// Rebuilds subscriptions and queues. Queue entries of a handler that no longer has a
@@ -268,8 +303,4 @@ impl Syncer {
         self.synced_blobs = present;
         Ok(())
     }
-}
-
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    File::open(path)?.sync_all()
 }

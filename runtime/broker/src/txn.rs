@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use choreo_core::{Event, HandlerName, Topic};
 
+use crate::changes::Changes;
 use crate::clock::millis;
 use crate::log::{self, ChunkBuilder};
 use crate::queued::QueuedChunks;
@@ -90,7 +91,7 @@ pub(crate) struct Group<'a> {
     pub(crate) tree: &'a sled::Tree,
     pub(crate) config: &'a Config,
     pub(crate) now_ms: u64,
-    pub(crate) batch: sled::Batch,
+    pub(crate) batch: Changes,
     pub(crate) effects: Vec<Effect>,
     next_seq: u64,
     pub(crate) log_bytes: u64,
@@ -119,7 +120,7 @@ impl<'a> Group<'a> {
             tree,
             config,
             now_ms,
-            batch: sled::Batch::default(),
+            batch: Changes::default(),
             effects: Vec::new(),
             next_seq,
             log_bytes,
@@ -133,7 +134,7 @@ impl<'a> Group<'a> {
     }
 
     /// The batch (with the counters written into it), the effects, and the new counters.
-    pub(crate) fn finish(mut self) -> (sled::Batch, Vec<Effect>, u64, u64) {
+    pub(crate) fn finish(mut self) -> (Changes, Vec<Effect>, u64, u64) {
         self.seal_chunk();
         std::mem::take(&mut self.queued).write(&mut self.batch);
         if self.meta_dirty {

@@ -2,13 +2,15 @@
 //!
 //! Every state-changing call becomes a [`Request`] on a channel. The writer takes the
 //! first waiting request, then every request that queued up behind it (up to
-//! [`MAX_GROUP_REQUESTS`]), builds all of them into one `sled::Batch`, applies it and
-//! updates the in-memory view (queues wake their workers), then hands the group to the
-//! durability stage (`durable.rs`), which flushes once (in strict mode also fdatasyncs
-//! once) for every group handed over meanwhile, and only then answers. While one group
-//! is being made durable
-//! the next ones are built, so under load many publishers share each sync: this is
-//! what makes strict durability affordable.
+//! [`MAX_GROUP_REQUESTS`]), builds all of them into one set of [`Changes`], applies it
+//! to sled as one batch and updates the in-memory view (queues wake their workers), then
+//! hands the group to the durability stage (`durable.rs`), which appends every group
+//! handed over meanwhile to the write-ahead log with one write (in strict mode also one
+//! fdatasync), and only then answers. While one group is being made durable the next
+//! ones are built, so under load many publishers share each sync: this is what makes
+//! strict durability affordable.
+//!
+//! [`Changes`]: crate::changes::Changes
 //!
 //! Decision: dedicated OS threads rather than tokio tasks, because every step here
 //! (sled writes, flushes, fdatasync) blocks. The thread enters the runtime's context so
@@ -28,6 +30,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::MAX_GROUP_REQUESTS;
 use crate::durable::Applied;
+use crate::records::APPLIED_KEY;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::txn::{Effect, Group};
@@ -147,6 +150,8 @@ pub(crate) struct Writer {
     pub(crate) to_durable: Sender<Applied>,
     /// How many groups the durability stage has answered.
     pub(crate) done: Receiver<usize>,
+    /// The write-ahead log number of the next group (`wal.rs`).
+    pub(crate) next_wal_group: u64,
     /// Groups handed to the durability stage and not yet answered.
     pub(crate) in_flight: usize,
     pub(crate) durable_thread: Option<JoinHandle<()>>,
@@ -276,23 +281,29 @@ impl Writer {
                 txn.record_leases(&mut registry, &handler, &seqs);
             }
         }
-        let (batch, effects, next_seq, log_bytes) = txn.finish();
+        let (mut changes, effects, next_seq, log_bytes) = txn.finish();
         let group_number = self.shared.groups_applying.fetch_add(1, Ordering::SeqCst) + 1;
+        let wal_group = self.next_wal_group;
         let applied = match fatal {
             Some(e) => Err(e),
-            None => self
-                .store
-                .tree
-                .apply_batch(batch)
-                .map_err(|e| Error::storage("applying a group commit", e)),
+            None => {
+                changes.insert(APPLIED_KEY, &wal_group.to_be_bytes());
+                self.store
+                    .tree
+                    .apply_batch(changes.to_batch())
+                    .map_err(|e| Error::storage("applying a group commit", e))
+            }
         };
         match applied {
             Ok(()) => {
                 self.next_seq = next_seq;
                 self.log_bytes = log_bytes;
+                self.next_wal_group += 1;
                 apply_to_view(&self.shared, effects);
                 let applied = Applied {
                     answers,
+                    changes,
+                    wal_group,
                     last_seq: next_seq.saturating_sub(1),
                     group_number,
                     force_sync,

@@ -40,7 +40,10 @@ fn crash_child() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let broker = SledBroker::open(Config::new(dir)).unwrap();
+        let mut config = Config::new(dir);
+        // Small enough that kills land before, during and after checkpoints.
+        config.checkpoint_bytes = 256 * 1024;
+        let broker = SledBroker::open(config).unwrap();
         let mut worker = subscription("worker", &["in.>"]);
         worker.retry = RetryPolicy {
             max_attempts: 1000,

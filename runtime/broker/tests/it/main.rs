@@ -16,6 +16,7 @@ mod ordering;
 mod retention;
 mod retry;
 mod routing;
+mod wal;
 
 use std::sync::Arc;
 use std::time::Duration;

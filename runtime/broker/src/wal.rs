@@ -1,0 +1,299 @@
+//! The write-ahead log: what makes a group durable, ahead of sled.
+//!
+//! Every group the writer applies to sled is also appended, as one record
+//! (`changes.rs`), to the log's active segment in `<store>/wal/`. A group is durable
+//! once its record is written (buffered mode: in the OS, so it survives the process) or
+//! synced (strict mode: fdatasync). sled itself is made durable only at a checkpoint:
+//! once a segment is full, sled is flushed and synced, and the segments it covers are
+//! deleted.
+//!
+//! Decision: a log of choreo's own in front of sled, rather than sled's `flush()` per
+//! group. sled 0.34's `flush()` holds its concurrency guard while it waits for
+//! `sync_file_range`, so the next batch could not be applied during it, and it is not
+//! an fsync, so strict mode paid a flush and an fdatasync for every round. Appending one
+//! sequential record costs a `write`, and strict mode one fdatasync of a small file.
+//!
+//! How recovery stays exact: every group's writes include the `applied` key
+//! ([`crate::records::APPLIED_KEY`]) with the group's number, so sled always knows the
+//! last group it holds. sled recovers a prefix of the batches it was given (it may hold
+//! groups the log never got to write: they are complete, just never acknowledged).
+//! [`replay`] skips the records sled already holds and applies the rest in order; each
+//! write sets or removes a whole key, so the result is the store as of the log's last
+//! whole record. A record cut short by a crash ends the log: it was never acknowledged.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::changes::{self, Next};
+use crate::records::APPLIED_KEY;
+use crate::store::get;
+use crate::{Error, Result};
+
+/// The directory of the log's segments, inside the store directory.
+pub(crate) const WAL_DIR: &str = "wal";
+
+/// The active segment, appended to by the durability stage (`durable.rs`).
+#[derive(Debug)]
+pub(crate) struct Wal {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    written: u64,
+    /// A segment this large is sealed and a checkpoint started
+    /// ([`crate::Config::checkpoint_bytes`]): it bounds the log's disk use and how much
+    /// a recovery replays.
+    segment_bytes: u64,
+}
+
+impl Wal {
+    /// Starts a new, empty segment whose first record will be group `first_group`.
+    pub(crate) fn create(dir: &Path, first_group: u64, segment_bytes: u64) -> Result<Wal> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::storage("creating the write-ahead log directory", e))?;
+        let path = dir.join(segment_name(first_group));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::storage("creating a write-ahead log segment", e))?;
+        // The segment's directory entry must survive a crash before anything in it counts.
+        sync_dir(dir).map_err(|e| Error::storage("syncing the write-ahead log directory", e))?;
+        Ok(Wal {
+            dir: dir.to_owned(),
+            file,
+            path,
+            written: 0,
+            segment_bytes,
+        })
+    }
+
+    /// Writes records to the OS. Enough for buffered mode: a process crash keeps them.
+    pub(crate) fn append(&mut self, records: &[u8]) -> Result<()> {
+        self.file
+            .write_all(records)
+            .map_err(|e| Error::storage("writing to the write-ahead log", e))?;
+        self.written += records.len() as u64;
+        Ok(())
+    }
+
+    /// fdatasync: everything appended so far survives a power loss.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::storage("fdatasync of the write-ahead log", e))
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.written >= self.segment_bytes
+    }
+
+    /// Syncs the active segment and starts a new one at `next_group`. Returns the sealed
+    /// segment, to be deleted once a checkpoint covers it.
+    pub(crate) fn rotate(&mut self, next_group: u64) -> Result<PathBuf> {
+        self.sync()?;
+        let next = Wal::create(&self.dir, next_group, self.segment_bytes)?;
+        let sealed = std::mem::replace(self, next);
+        Ok(sealed.path)
+    }
+
+    /// The active segment's path (deleted by the checkpoint at close).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Segments are named by their first group, zero-padded so names sort like numbers.
+fn segment_name(first_group: u64) -> String {
+    format!("{first_group:020}.wal")
+}
+
+/// The segments in `dir`, oldest first.
+pub(crate) fn segments(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::storage("listing the write-ahead log", e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::storage("listing the write-ahead log", e))?;
+        let name = entry.file_name();
+        let first_group = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".wal"))
+            .and_then(|number| number.parse::<u64>().ok());
+        if let Some(first_group) = first_group {
+            found.push((first_group, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, path)| path).collect())
+}
+
+/// The last group sled holds.
+pub(crate) fn applied_group(tree: &sled::Tree) -> Result<u64> {
+    match get(tree, APPLIED_KEY, "reading the last applied group")? {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .as_slice()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::corrupt("applied group", format!("{} bytes", bytes.len()))),
+    }
+}
+
+/// What [`replay`] did.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    /// The last group the store now holds.
+    pub(crate) applied: u64,
+    /// Records applied to sled.
+    pub(crate) groups: usize,
+    /// The segments read; delete them once sled is synced.
+    pub(crate) segments: Vec<PathBuf>,
+}
+
+/// Applies to `tree`, in order, every whole record in `dir` after the last group sled
+/// holds.
+pub(crate) fn replay(tree: &sled::Tree, dir: &Path) -> Result<Replayed> {
+    let mut applied = applied_group(tree)?;
+    let segments = segments(dir)?;
+    let mut groups = 0;
+    let mut torn: Option<&Path> = None;
+    for path in &segments {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::storage("reading the write-ahead log", e))?;
+        if let Some(torn) = torn {
+            if !bytes.is_empty() {
+                return Err(Error::corrupt(
+                    "write-ahead log",
+                    format!(
+                        "{} ends in a damaged record, but {} follows it",
+                        torn.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            continue;
+        }
+        let mut at = 0;
+        loop {
+            match changes::decode(&bytes[at..])? {
+                Next::Record(record, used) => {
+                    at += used;
+                    if record.group <= applied {
+                        continue;
+                    }
+                    if record.group != applied + 1 {
+                        return Err(Error::corrupt(
+                            "write-ahead log",
+                            format!(
+                                "group {} follows group {applied} in {}: groups are missing",
+                                record.group,
+                                path.display()
+                            ),
+                        ));
+                    }
+                    tree.apply_batch(record.changes.to_batch())
+                        .map_err(|e| Error::storage("replaying the write-ahead log", e))?;
+                    applied = record.group;
+                    groups += 1;
+                }
+                Next::End => break,
+                Next::Torn => {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        offset = at,
+                        "broker.recover: the write-ahead log ends in a record cut short by a crash; it was never acknowledged"
+                    );
+                    torn = Some(path);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Replayed {
+        applied,
+        groups,
+        segments,
+    })
+}
+
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changes::Changes;
+
+    /// Group `group`'s record: it sets `k` to the group's number, as the writer would
+    /// set the applied key.
+    fn record(group: u64, out: &mut Vec<u8>) {
+        let mut changes = Changes::default();
+        changes.insert(&b"k"[..], &group.to_be_bytes()[..]);
+        changes.insert(APPLIED_KEY, &group.to_be_bytes()[..]);
+        changes.encode(group, out);
+    }
+
+    fn store() -> (tempfile::TempDir, sled::Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        (dir, db.open_tree("t").unwrap())
+    }
+
+    #[test]
+    fn replay_applies_only_the_groups_after_the_last_one_sled_holds() {
+        let (dir, tree) = store();
+        let mut first = Vec::new();
+        (1..=3).for_each(|g| record(g, &mut first));
+        let mut second = Vec::new();
+        (4..=5).for_each(|g| record(g, &mut second));
+        std::fs::write(dir.path().join(segment_name(1)), &first).unwrap();
+        std::fs::write(dir.path().join(segment_name(4)), &second).unwrap();
+        // sled already holds group 2 (and wrote something else to `k` since).
+        tree.insert(APPLIED_KEY, &2u64.to_be_bytes()).unwrap();
+        tree.insert(b"k", b"newer than group 1").unwrap();
+
+        let replayed = replay(&tree, dir.path()).unwrap();
+        assert_eq!((replayed.applied, replayed.groups), (5, 3));
+        assert_eq!(replayed.segments.len(), 2);
+        assert_eq!(tree.get(b"k").unwrap().unwrap(), 5u64.to_be_bytes());
+        assert_eq!(applied_group(&tree).unwrap(), 5);
+        // Replaying again changes nothing.
+        assert_eq!(replay(&tree, dir.path()).unwrap().groups, 0);
+    }
+
+    #[test]
+    fn missing_groups_are_corruption() {
+        let (dir, tree) = store();
+        let mut bytes = Vec::new();
+        record(1, &mut bytes);
+        record(3, &mut bytes);
+        std::fs::write(dir.path().join(segment_name(1)), &bytes).unwrap();
+        let err = replay(&tree, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("groups are missing"), "{err}");
+    }
+
+    #[test]
+    fn only_numbered_segments_count_and_they_sort_by_number() {
+        let (dir, _tree) = store();
+        for name in [
+            segment_name(10),
+            segment_name(9),
+            "notes.txt".into(),
+            "x.wal".into(),
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let found: Vec<_> = segments(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(found, [segment_name(9), segment_name(10)]);
+    }
+}
