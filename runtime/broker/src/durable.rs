@@ -45,6 +45,10 @@ pub(crate) struct Applied {
     pub(crate) force_sync: bool,
 }
 
+/// The round buffer's capacity kept between rounds; a larger one (a round of big
+/// events) is given back.
+const RECORDS_KEPT_BYTES: usize = 4 * 1024 * 1024;
+
 pub(crate) struct Durable {
     pub(crate) wal: Wal,
     pub(crate) checkpoints: Checkpoints,
@@ -76,6 +80,9 @@ impl Durable {
             };
             let mut round = vec![first];
             round.extend(rx.try_iter());
+            if records.capacity() > RECORDS_KEPT_BYTES {
+                records = Vec::new();
+            }
             records.clear();
             for applied in &round {
                 applied.changes.encode(applied.wal_group, &mut records);
