@@ -1,8 +1,8 @@
 //! Leasing deliveries, with a long poll.
 //!
 //! A lease marks entries in the in-memory queue at once and hands the deliveries out;
-//! their lease records are sent to the writer without waiting (see
-//! [`crate::writer::Request::Leased`]). When nothing is leasable the call sleeps until
+//! their lease records are noted for the writer, which writes them with its next group
+//! (see [`crate::writer::Shared::note_leased`]). When nothing is leasable the call sleeps until
 //! the handler's [`tokio::sync::Notify`] fires (new entries, a settled commit, a resume)
 //! or until the earliest backoff end or lease expiry, and never past `wait`: no polling.
 //! The only await is that sleep, before anything is leased: a lease future dropped
@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use crate::clock::millis;
 use crate::config::MAX_LEASE_BATCH;
 use crate::log;
-use crate::writer::Request;
 use crate::{Delivery, DeliveryToken, Error, Result, SledBroker};
 
 impl SledBroker {
@@ -62,7 +61,7 @@ impl SledBroker {
             if !scan.leased.is_empty() {
                 let seqs: Vec<u64> = scan.leased.iter().map(|l| l.seq).collect();
                 let events = log::read_held_many(&self.tree, &seqs)?;
-                self.send(Request::Leased(handler.clone(), seqs))?;
+                self.shared.note_leased(handler.clone(), seqs);
                 return Ok(scan
                     .leased
                     .into_iter()

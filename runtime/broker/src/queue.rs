@@ -32,7 +32,7 @@ struct KeyQueue {
 }
 
 /// An entry just leased: its seq, the attempt it starts and its lease. (Its record is
-/// written later, by the writer: see `Request::Leased`.)
+/// written later, by the writer: see `Shared::note_leased`.)
 #[derive(Debug)]
 pub(crate) struct Leased {
     pub(crate) seq: u64,

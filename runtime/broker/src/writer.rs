@@ -50,10 +50,6 @@ pub(crate) enum Request {
     /// Deletes a handler's records. Runs as a group of its own, so no other request in
     /// its batch can write a record under the prefixes it deletes.
     Remove(HandlerName, Reply<()>),
-    /// Persists the current lease of these entries. Nobody waits: a lease lost in a crash
-    /// only brings its delivery back sooner, which at-least-once allows. The writer keeps
-    /// them until the next group that is made durable (see `Writer::pending_leases`).
-    Leased(HandlerName, Vec<u64>),
     /// Runs retention now. A group of its own, like the periodic sweep.
     Retention(Reply<usize>),
     /// Syncs to disk now, in either durability mode.
@@ -82,6 +78,13 @@ pub(crate) struct Shared {
     /// How many groups are durable (or `u64::MAX` once the broker has failed): readers
     /// outside a delivery wait here until what they read is durable (`reads.rs`).
     pub(crate) groups_durable: watch::Sender<u64>,
+    /// Entries leased since the writer last looked, whose lease records are still to be
+    /// written (see [`Writer::pending_leases`]).
+    ///
+    /// Decision: noted here rather than sent as a request, so that a lease does not wake
+    /// the writer thread (a futex wake on the lease's path, costly on a VM) for records
+    /// that wait for the next group anyway.
+    leased: Mutex<Vec<(HandlerName, Vec<u64>)>>,
     failed: Mutex<Option<String>>,
 }
 
@@ -92,6 +95,7 @@ impl Default for Shared {
             durable_seq: watch::Sender::new(0),
             groups_applying: AtomicU64::new(0),
             groups_durable: watch::Sender::new(0),
+            leased: Mutex::default(),
             failed: Mutex::default(),
         }
     }
@@ -102,6 +106,24 @@ impl Shared {
         self.registry
             .lock()
             .expect("registry users do not panic while holding it")
+    }
+
+    /// Notes entries just leased; the writer writes their lease records with its next
+    /// group.
+    pub(crate) fn note_leased(&self, handler: HandlerName, seqs: Vec<u64>) {
+        self.leased
+            .lock()
+            .expect("the lease notes are only pushed and taken")
+            .push((handler, seqs));
+    }
+
+    fn take_leased(&self) -> Vec<(HandlerName, Vec<u64>)> {
+        std::mem::take(
+            &mut *self
+                .leased
+                .lock()
+                .expect("the lease notes are only pushed and taken"),
+        )
     }
 
     pub(crate) fn failure(&self) -> Option<String> {
@@ -195,17 +217,9 @@ impl Writer {
                 }
             }
             self.in_flight -= self.done.try_iter().sum::<usize>();
-            group.retain_mut(|request| match request {
-                Request::Leased(handler, seqs) => {
-                    let seqs = std::mem::take(seqs);
-                    self.pending_leases.push((handler.clone(), seqs));
-                    false
-                }
-                _ => true,
-            });
-            if group.is_empty() {
-                continue;
-            }
+            // After the group's requests were received: a commit in the group was sent
+            // after its lease was noted, so the lease is among these.
+            self.pending_leases.append(&mut self.shared.take_leased());
             let closing = group.iter().any(|r| matches!(r, Request::Close(_)));
             self.process(group);
             if closing {
@@ -364,11 +378,6 @@ fn build(
             answer!(reply, txn.discard(registry, &handler, which))
         }
         Request::Remove(handler, reply) => answer!(reply, txn.remove(registry, &handler)),
-        Request::Leased(handler, seqs) => {
-            // Normally taken out of the group before building (see `pending_leases`).
-            txn.record_leases(registry, &handler, &seqs);
-            None
-        }
         Request::Retention(reply) => answer!(reply, txn.retention(registry)),
         Request::Flush(reply) => Some(pending(reply, ())),
         Request::Close(reply) => reply.map(|reply| pending(reply, ())),
@@ -397,7 +406,7 @@ fn pending_for(request: Request) -> Pending {
         | Request::Discard(_, _, reply)
         | Request::Retention(reply) => fail(reply),
         Request::Close(Some(reply)) => fail(reply),
-        Request::Close(None) | Request::Leased(..) => Box::new(|_| {}),
+        Request::Close(None) => Box::new(|_| {}),
     }
 }
 
