@@ -103,6 +103,10 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
     let tree = db
         .open_tree(TREE)
         .map_err(|e| Error::storage("opening the store's tree", e))?;
+    // A store in another format is refused before anything is replayed into it or
+    // created beside it. (A store whose counters are still only in the log is checked
+    // again once it is replayed, by `recover`.)
+    read_meta(&tree)?;
     let mut syncer = Syncer::new(&config.path)?;
     let wal_dir = config.path.join(WAL_DIR);
     let replayed = wal::replay(&tree, &wal_dir)?;
@@ -132,20 +136,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
 /// subscription are dropped.
 fn recover(store: &Store) -> Result<Recovered> {
     let tree = &store.tree;
-    let meta = match get(tree, META_KEY, "reading the store's counters")? {
-        Some(bytes) => decode::<Meta>(&bytes, "meta")?,
-        None => Meta {
-            format: FORMAT,
-            last_seq: 0,
-            log_bytes: 0,
-        },
-    };
-    if meta.format != FORMAT {
-        return Err(Error::Format {
-            found: meta.format,
-            expected: FORMAT,
-        });
-    }
+    let meta = read_meta(tree)?;
     let mut registry = Registry::default();
     for item in tree.scan_prefix(b"H") {
         let (key, value) = item.map_err(|e| Error::storage("reading subscriptions", e))?;
@@ -183,6 +174,25 @@ fn recover(store: &Store) -> Result<Recovered> {
     tree.apply_batch(orphans)
         .map_err(|e| Error::storage("dropping orphaned queue entries", e))?;
     Ok(Recovered { registry, meta })
+}
+
+/// The store's counters; a store in another format is refused.
+fn read_meta(tree: &sled::Tree) -> Result<Meta> {
+    let meta = match get(tree, META_KEY, "reading the store's counters")? {
+        Some(bytes) => decode::<Meta>(&bytes, "meta")?,
+        None => Meta {
+            format: FORMAT,
+            last_seq: 0,
+            log_bytes: 0,
+        },
+    };
+    if meta.format != FORMAT {
+        return Err(Error::Format {
+            found: meta.format,
+            expected: FORMAT,
+        });
+    }
+    Ok(meta)
 }
 
 /// Every known handler's queue entries as stored: seqs from the `Q` chunks, delivery

@@ -170,3 +170,38 @@ async fn checkpoints_keep_the_log_short_and_a_clean_close_leaves_nothing_to_repl
     // The close checkpointed everything, the active segment included.
     assert_eq!(segments(dir.path()), Vec::<PathBuf>::new());
 }
+
+#[tokio::test]
+async fn a_store_in_another_format_is_refused_before_anything_is_written_to_it() {
+    let store = Store::new();
+    store.broker.publish(vec![event("wal.test")]).await.unwrap();
+    store.broker.close().await.unwrap();
+    let Store { dir, broker } = store;
+    drop(broker);
+    {
+        // The counters record starts with the format, a one-byte varint: make it 4.
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("choreo").unwrap();
+        let mut meta = tree.get(b"Mmeta").unwrap().unwrap().to_vec();
+        assert_eq!(meta[0], 5, "the current format");
+        meta[0] = 4;
+        tree.insert(b"Mmeta", meta).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledBroker::open(Config::new(dir.path())).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Format {
+                found: 4,
+                expected: 5
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        segments(dir.path()),
+        Vec::<PathBuf>::new(),
+        "no segment was created"
+    );
+}
