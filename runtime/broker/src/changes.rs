@@ -39,13 +39,23 @@ impl Changes {
     /// The same writes as a sled batch. `IVec` clones share their buffers.
     pub(crate) fn to_batch(&self) -> sled::Batch {
         let mut batch = sled::Batch::default();
+        self.add_to(&mut batch);
+        batch
+    }
+
+    /// Adds these writes to `batch`, after (and over) what it holds.
+    pub(crate) fn add_to(&self, batch: &mut sled::Batch) {
         for (key, value) in &self.writes {
             match value {
                 Some(value) => batch.insert(key.clone(), value.clone()),
                 None => batch.remove(key.clone()),
             }
         }
-        batch
+    }
+
+    /// How many writes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.writes.len()
     }
 
     /// Appends the record of these writes, as group `group`, to `out`.

@@ -155,12 +155,29 @@ pub(crate) struct Replayed {
     pub(crate) segments: Vec<PathBuf>,
 }
 
+/// Writes [`replay`] gathers into one sled batch.
+///
+/// Decision: consecutive records are applied together, not one batch per group. Each
+/// sled batch costs a fixed overhead (it rolls sled's IO buffer twice): a full replay of
+/// 50,000 single-event groups (12 MB of log) took 3.6 s one group at a time and takes
+/// 0.65 s in batches (release build, this 2-core VM). A batch of many records leaves the
+/// same store, and sled applies it whole or not at all, with the applied key naming its
+/// last group, so a crash during a replay is replayed again from there.
+const REPLAY_BATCH_WRITES: usize = 16 * 1024;
+
 /// Applies to `tree`, in order, every whole record in `dir` after the last group sled
 /// holds.
 pub(crate) fn replay(tree: &sled::Tree, dir: &Path) -> Result<Replayed> {
     let mut applied = applied_group(tree)?;
     let segments = segments(dir)?;
     let mut groups = 0;
+    let mut batch = sled::Batch::default();
+    let mut batched = 0;
+    let apply = |batch: &mut sled::Batch, batched: &mut usize| {
+        *batched = 0;
+        tree.apply_batch(std::mem::take(batch))
+            .map_err(|e| Error::storage("replaying the write-ahead log", e))
+    };
     let mut torn: Option<&Path> = None;
     for path in &segments {
         let bytes =
@@ -196,8 +213,11 @@ pub(crate) fn replay(tree: &sled::Tree, dir: &Path) -> Result<Replayed> {
                             ),
                         ));
                     }
-                    tree.apply_batch(record.changes.to_batch())
-                        .map_err(|e| Error::storage("replaying the write-ahead log", e))?;
+                    record.changes.add_to(&mut batch);
+                    batched += record.changes.len();
+                    if batched >= REPLAY_BATCH_WRITES {
+                        apply(&mut batch, &mut batched)?;
+                    }
                     applied = record.group;
                     groups += 1;
                 }
@@ -213,6 +233,9 @@ pub(crate) fn replay(tree: &sled::Tree, dir: &Path) -> Result<Replayed> {
                 }
             }
         }
+    }
+    if batched > 0 {
+        apply(&mut batch, &mut batched)?;
     }
     Ok(Replayed {
         applied,
@@ -265,6 +288,32 @@ mod tests {
         assert_eq!(applied_group(&tree).unwrap(), 5);
         // Replaying again changes nothing.
         assert_eq!(replay(&tree, dir.path()).unwrap().groups, 0);
+    }
+
+    #[test]
+    fn a_replay_larger_than_one_batch_applies_every_record_in_order() {
+        let (dir, tree) = store();
+        let mut bytes = Vec::new();
+        let per_record = REPLAY_BATCH_WRITES / 2 + 1;
+        for group in 1..=3u64 {
+            let mut changes = Changes::default();
+            for i in 0..per_record {
+                // Every record rewrites the same keys: the last record must win.
+                changes.insert(format!("k{i}").into_bytes(), &group.to_be_bytes()[..]);
+            }
+            changes.insert(APPLIED_KEY, &group.to_be_bytes()[..]);
+            changes.encode(group, &mut bytes);
+        }
+        std::fs::write(dir.path().join(segment_name(1)), &bytes).unwrap();
+
+        let replayed = replay(&tree, dir.path()).unwrap();
+        assert_eq!((replayed.applied, replayed.groups), (3, 3));
+        assert_eq!(tree.len(), per_record + 1);
+        assert!(
+            tree.iter()
+                .values()
+                .all(|v| *v.unwrap() == 3u64.to_be_bytes())
+        );
     }
 
     #[test]
