@@ -180,7 +180,7 @@ async fn a_store_in_another_format_is_refused_before_anything_is_written_to_it()
     drop(broker);
     {
         // The counters record starts with the format, a one-byte varint: make it 4.
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_sled(dir.path());
         let tree = db.open_tree("choreo").unwrap();
         let mut meta = tree.get(b"Mmeta").unwrap().unwrap().to_vec();
         assert_eq!(meta[0], 5, "the current format");
@@ -204,4 +204,20 @@ async fn a_store_in_another_format_is_refused_before_anything_is_written_to_it()
         Vec::<PathBuf>::new(),
         "no segment was created"
     );
+}
+
+/// Opens the store's sled directly. A child another test is forking may hold a copy of
+/// sled's file lock for a moment (until its exec), so a held lock is retried briefly,
+/// as the broker's own open does.
+fn open_sled(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening sled at {}: {e}", path.display()),
+        }
+    }
 }
