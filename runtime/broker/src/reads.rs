@@ -6,7 +6,7 @@
 //! has no snapshots, so those reads go the other way round: read the tree, then wait
 //! until every group that had started to apply by then is durable ([`once_durable`]).
 //! What was read is then durable, whichever group wrote it. The wait is at most the
-//! flush in progress, and nothing when the writer is idle.
+//! write-ahead log append (and sync) in progress, and nothing when the writer is idle.
 //!
 //! Reads inside a delivery ([`StateView::Latest`]) skip the wait: see its docs.
 //!

@@ -78,7 +78,6 @@ impl SledBroker {
             next_wal_group: opened.applied_group + 1,
             in_flight: 0,
             durable_thread: Some(durable_thread),
-            pending_leases: Vec::new(),
         };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

@@ -29,8 +29,7 @@ use crate::records::{
     self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, StateRecord, SubRecord, decode,
 };
 use crate::registry::Registry;
-use crate::wal::sync_dir;
-use crate::wal::{self, WAL_DIR, Wal};
+use crate::wal::{self, WAL_DIR, Wal, sync_dir};
 use crate::{Config, Error, Result};
 
 /// The name of the one tree every record lives in.

@@ -340,10 +340,10 @@ pub struct HandlerStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StateView {
     /// Only writes that are durable: what a crash would keep. For every reader outside a
-    /// delivery (queries, the HTTP API). A read may wait for the flush in progress.
+    /// delivery (queries, the HTTP API). A read may wait for the log write in progress.
     #[default]
     Durable,
-    /// Also writes of commits whose flush is still in progress. For reads inside a
+    /// Also writes of commits not yet durable. For reads inside a
     /// delivery: groups become durable in order, so a commit that read such a write can
     /// only become durable together with it or after it, never without it.
     Latest,

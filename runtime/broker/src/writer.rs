@@ -78,12 +78,18 @@ pub(crate) struct Shared {
     /// How many groups are durable (or `u64::MAX` once the broker has failed): readers
     /// outside a delivery wait here until what they read is durable (`reads.rs`).
     pub(crate) groups_durable: watch::Sender<u64>,
-    /// Entries leased since the writer last looked, whose lease records are still to be
-    /// written (see [`Writer::pending_leases`]).
+    /// Entries leased since the writer's last group, whose lease records are still to be
+    /// written.
     ///
-    /// Decision: noted here rather than sent as a request, so that a lease does not wake
-    /// the writer thread (a futex wake on the lease's path, costly on a VM) for records
-    /// that wait for the next group anyway.
+    /// Decision: lease records are written with the writer's next group, not in a group
+    /// of their own. Nobody waits for them: a lease lost in a crash only brings its
+    /// delivery back sooner, which at-least-once allows. When that group commits the
+    /// delivery (the common case: a handler that answers quickly), the entry is
+    /// mid-commit and its lease record is skipped (`Group::record_leases`): the commit
+    /// removes or rewrites the record anyway. That saves one sled write per delivery, a
+    /// third of a catch-up's writes. They are noted here rather than sent as a request,
+    /// so a lease does not wake the writer thread (a futex wake on the lease's path,
+    /// costly on a VM) for records that wait for the next group anyway.
     leased: Mutex<Vec<(HandlerName, Vec<u64>)>>,
     failed: Mutex<Option<String>>,
 }
@@ -177,16 +183,6 @@ pub(crate) struct Writer {
     /// Groups handed to the durability stage and not yet answered.
     pub(crate) in_flight: usize,
     pub(crate) durable_thread: Option<JoinHandle<()>>,
-    /// Entries leased since the last group, whose lease records are still to be written.
-    ///
-    /// Decision: lease records are written with the next group that is made durable,
-    /// not in a batch of their own. They were never durable sooner than that (a batch
-    /// without a flush stays in sled's process memory), so nothing is lost, and when that
-    /// group commits the delivery (the common case: a handler that answers quickly), the
-    /// entry is mid-commit and its lease record is skipped (`Group::record_leases`):
-    /// the commit's batch removes or rewrites the record anyway. That saves one sled
-    /// write per delivery on the writer thread, a third of a catch-up's writes.
-    pub(crate) pending_leases: Vec<(HandlerName, Vec<u64>)>,
 }
 
 impl Writer {
@@ -217,9 +213,6 @@ impl Writer {
                 }
             }
             self.in_flight -= self.done.try_iter().sum::<usize>();
-            // After the group's requests were received: a commit in the group was sent
-            // after its lease was noted, so the lease is among these.
-            self.pending_leases.append(&mut self.shared.take_leased());
             let closing = group.iter().any(|r| matches!(r, Request::Close(_)));
             self.process(group);
             if closing {
@@ -290,8 +283,10 @@ impl Writer {
                     Err(e) => fatal = Some(e),
                 }
             }
-            // After the group's commits, so that entries they settle are skipped.
-            for (handler, seqs) in self.pending_leases.drain(..) {
+            // After the group's commits, so that entries they settle are skipped. Taken
+            // after the group's requests were received: a commit was sent after its lease
+            // was noted, so the lease is among these.
+            for (handler, seqs) in self.shared.take_leased() {
                 txn.record_leases(&mut registry, &handler, &seqs);
             }
         }
