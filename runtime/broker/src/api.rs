@@ -53,7 +53,9 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Delivery>>;
 
     /// Commits outcomes atomically: acks with their publishes and state writes, retries
-    /// and dead-letters. The result has one entry per outcome, in order.
+    /// and dead-letters. The result has one entry per outcome, in order. An ack's
+    /// publishes are not checked against the dedup window: the runtime gives them their
+    /// ids, and the commit itself happens once.
     async fn commit(&self, outcomes: Vec<Outcome>) -> Result<Vec<Committed>>;
 
     /// Reads one key of a handler's state as `view` sees it.

@@ -104,11 +104,18 @@ pub struct Config {
     /// deletes the log. Larger means fewer checkpoints and a longer replay after a
     /// crash. Default: 32 MiB.
     pub checkpoint_bytes: u64,
+    /// Entries per file of the id index (`ids/`), 16 bytes each. Larger means fewer
+    /// files for a lookup by id to search, and more of the log to index again after a
+    /// crash. Default: 65,536.
+    pub index_run_entries: usize,
     /// Bytes of sled's page cache. sled's own default (1 GiB) is too much for a runtime
     /// that also hosts Wasm instances, so it is bounded here. Default: 64 MiB.
     pub cache_bytes: u64,
     /// A second publish with the same `source` and `id` within this window returns the
     /// first event's seq and stores nothing. Default: 2 min (JetStream's default).
+    ///
+    /// The window is held in memory, about 40 bytes per event published within it (at
+    /// 30,000 publishes/s for 2 min, ≈ 150 MB); shorten it for sustained higher rates.
     pub dedup_window: Duration,
     /// Default: see [`Retention`].
     pub retention: Retention,
@@ -129,6 +136,7 @@ impl Config {
             durability: Durability::Strict,
             sync_interval: Duration::from_secs(1),
             checkpoint_bytes: 32 * 1024 * 1024,
+            index_run_entries: 1 << 16,
             cache_bytes: 64 * 1024 * 1024,
             dedup_window: Duration::from_secs(120),
             retention: Retention::default(),

@@ -25,6 +25,8 @@
 //! - `wal`: the write-ahead log that makes a group durable, and its replay.
 //! - `changes`: a group's writes, and their write-ahead log record.
 //! - `txn`: building one group (publish with fan-out and dedup, commit, subscribe).
+//! - `ids`: the id index (lookups by id and by cause), in files of sorted hashes.
+//! - `dedup`: the dedup window, in memory.
 //! - `dlq`: dead-lettering, replay and discard.
 //! - `retention`: trimming the log; removing a handler.
 //! - `queue`: one handler's in-memory queue and the per-key ordering rules.
@@ -38,9 +40,11 @@ mod api;
 mod changes;
 mod clock;
 mod config;
+mod dedup;
 mod dlq;
 mod durable;
 mod error;
+mod ids;
 mod lease;
 mod log;
 mod queue;

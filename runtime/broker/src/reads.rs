@@ -1,5 +1,6 @@
-//! Reads served straight from the tree: the log, events by id and by cause, handler
-//! state and dead-letters. They never go through the writer.
+//! Reads served straight from the tree: the log, events by id and by cause (found
+//! through the id index, `ids.rs`), handler state and dead-letters. They never go
+//! through the writer.
 //!
 //! Nobody outside a delivery sees a write that a crash could still take back. Log
 //! reads stop at the last durable seq. Other records have no seq to stop at, and sled
@@ -17,9 +18,10 @@ use std::ops::ControlFlow;
 use choreo_core::{EventId, HandlerName, RecordedEvent};
 
 use crate::config::{MAX_READ_ROWS, MAX_READ_SCAN};
-use crate::dlq::{load, read_event};
+use crate::dlq::load;
+use crate::ids;
 use crate::log;
-use crate::records::{self, IdRecord, decode};
+use crate::records;
 use crate::store::get;
 use crate::{DeadLetter, Error, EventPage, EventQuery, Result, SledBroker, StateView};
 
@@ -138,33 +140,31 @@ impl SledBroker {
 
     pub(crate) fn find_event(&self, id: &EventId) -> Result<Option<RecordedEvent>> {
         let durable = *self.shared.durable_seq.borrow();
-        let mut first: Option<u64> = None;
-        for item in self.tree.scan_prefix(records::id_prefix(id)) {
-            let (_, value) = item.map_err(|e| Error::storage("reading the id index", e))?;
-            let seq = decode::<IdRecord>(&value, "id index entry")?.seq;
-            if seq <= durable && first.is_none_or(|f| seq < f) {
-                first = Some(seq);
+        for seq in self.ids.candidates(ids::id_key(id))? {
+            if seq > durable {
+                break;
+            }
+            // A candidate may be another id with the same hash, or trimmed since.
+            if let Some(found) = log::read(&self.tree, seq)?
+                && found.event.id == *id
+            {
+                return Ok(Some(found));
             }
         }
-        first.map(|seq| read_event(&self.tree, seq)).transpose()
+        Ok(None)
     }
 
     pub(crate) fn find_caused_by(&self, id: &EventId, limit: usize) -> Result<Vec<RecordedEvent>> {
         let durable = *self.shared.durable_seq.borrow();
         let mut events = Vec::new();
-        // Index keys sort by seq, so everything past the durable seq comes last.
-        for key in self.tree.scan_prefix(records::cause_prefix(id)).keys() {
-            if events.len() >= limit.min(MAX_READ_ROWS) {
+        for seq in self.ids.candidates(ids::cause_key(id))? {
+            if seq > durable || events.len() >= limit.min(MAX_READ_ROWS) {
                 break;
             }
-            let key = key.map_err(|e| Error::storage("reading the causation index", e))?;
-            let seq = records::cause_seq(&key)?;
-            if seq > durable {
-                break;
-            }
-            // Retention may have trimmed the event between the two reads.
-            if let Some(event) = log::read(&self.tree, seq)? {
-                events.push(event);
+            if let Some(found) = log::read(&self.tree, seq)?
+                && found.event.causation_id.as_ref() == Some(id)
+            {
+                events.push(found);
             }
         }
         Ok(events)

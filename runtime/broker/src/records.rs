@@ -7,8 +7,6 @@
 //! | prefix | key                                  | value                 |
 //! |--------|--------------------------------------|-----------------------|
 //! | `L`    | seq of its first event (u64 BE)      | a chunk of events (`log.rs`) |
-//! | `I`    | event id, `0x00`, source             | [`IdRecord`]          |
-//! | `C`    | causation id, `0x00`, seq (u64 BE)   | empty                 |
 //! | `Q`    | handler, `0x00`, first seq of a run of 1,024 (u64 BE) | which seqs of the run the queue holds (`queued.rs`) |
 //! | `D`    | handler, `0x00`, seq (u64 BE)        | [`StateRecord`], for entries whose state is not fresh |
 //! | `S`    | handler, `0x00`, state key           | raw state value       |
@@ -17,23 +15,21 @@
 //! | `M`    | `meta`                               | [`Meta`]              |
 //! | `M`    | `wal`                                | the last group applied (u64 BE, `wal.rs`) |
 //!
-//! `0x00` cannot occur in a handler name or an event id, so it ends them unambiguously.
-//! The `I` index serves both lookups by id (prefix scan) and deduplication by
-//! (`source`, `id`) (point lookup). A queue entry is a bit in a `Q` chunk plus, once it
-//! has been leased or retried, a `D` record with its delivery state; recovery rebuilds
-//! every queue from the `Q` and `D` ranges and reads ordering keys from the log. The `C`
-//! index lists, per event id, the events whose `causationid` names it, in seq order: a
-//! causation tree is then walked one prefix scan per node instead of a scan of the log.
-//! An index entry is written in the batch that appends its event and removed in the
-//! batch that trims it.
+//! Beside the tree, the store directory holds the write-ahead log (`wal/`, `wal.rs`) and
+//! the id index (`ids/`, `ids.rs`).
 //!
-//! Decision: what is written per event is kept to the minimum sled charges for. sled
-//! 0.34 pays per key written (a leaf copy, a log fragment, a deferred free of the old
-//! copy), so records that many events share (log chunks, queue chunks) are written once
-//! per group. The `I` entry is the one key still written per event: lookups by id need
-//! a key per id.
+//! `0x00` cannot occur in a handler name, so it ends one unambiguously. A queue entry is
+//! a bit in a `Q` chunk plus, once it has been leased or retried, a `D` record with its
+//! delivery state; recovery rebuilds every queue from the `Q` and `D` ranges and reads
+//! ordering keys from the log.
+//!
+//! Decision: nothing is written to sled per event. sled 0.34 pays per key written (a
+//! leaf copy, a log fragment, a deferred free of the old copy), so records that many
+//! events share (log chunks, queue chunks) are written once per group, and the indexes
+//! by id live outside sled: the id index in files of sorted hashes (`ids.rs`), the dedup
+//! window in memory (`dedup.rs`).
 
-use choreo_core::{EventId, HandlerName, Pattern};
+use choreo_core::{HandlerName, Pattern};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{DeadLetterCause, Error, Result, RetryPolicy};
@@ -43,7 +39,8 @@ use crate::{DeadLetterCause, Error, Result, RetryPolicy};
 /// 3: the log is stored in chunks of consecutive events (`log.rs`), not one value each.
 /// 4: queue membership in bitmap chunks (`queued.rs`), delivery state in `D` records.
 /// 5: a write-ahead log (`wal.rs`) holds what sled has not been synced with.
-pub(crate) const FORMAT: u32 = 5;
+/// 6: the id and causation indexes left sled for `ids/` (`ids.rs`).
+pub(crate) const FORMAT: u32 = 6;
 
 pub(crate) const META_KEY: &[u8] = b"Mmeta";
 
@@ -58,41 +55,6 @@ pub(crate) fn log_key(seq: u64) -> [u8; 9] {
 
 pub(crate) fn log_seq(key: &[u8]) -> Result<u64> {
     seq_suffix(key).ok_or_else(|| Error::corrupt("log key", "shorter than 9 bytes"))
-}
-
-pub(crate) fn id_prefix(id: &EventId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(2 + id.as_str().len());
-    key.push(b'I');
-    key.extend_from_slice(id.as_str().as_bytes());
-    key.push(0);
-    key
-}
-
-pub(crate) fn id_key(id: &EventId, source: &str) -> Vec<u8> {
-    let mut key = id_prefix(id);
-    key.extend_from_slice(source.as_bytes());
-    key
-}
-
-/// The prefix of the `C` entries of the events caused by `cause`.
-pub(crate) fn cause_prefix(cause: &EventId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(2 + cause.as_str().len() + 8);
-    key.push(b'C');
-    key.extend_from_slice(cause.as_str().as_bytes());
-    key.push(0);
-    key
-}
-
-/// The `C` entry of the event at `seq`, caused by `cause`.
-pub(crate) fn cause_key(cause: &EventId, seq: u64) -> Vec<u8> {
-    let mut key = cause_prefix(cause);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// The seq a `C` key ends with.
-pub(crate) fn cause_seq(key: &[u8]) -> Result<u64> {
-    seq_suffix(key).ok_or_else(|| Error::corrupt("causation index key", "shorter than 9 bytes"))
 }
 
 /// The prefix of a handler's records of kind `kind` (`Q`, `S` or `X`).
@@ -149,13 +111,6 @@ pub(crate) fn handler_seq(key: &[u8]) -> Result<(HandlerName, u64)> {
 fn seq_suffix(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
-}
-
-/// Where an event id (with its source) sits in the log.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(crate) struct IdRecord {
-    pub(crate) seq: u64,
-    pub(crate) appended_ms: u64,
 }
 
 /// A live lease on a queue entry.
@@ -267,6 +222,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T>
     postcard::from_bytes(bytes).map_err(|e| Error::corrupt(what, e))
 }
 
+/// Decodes the leading fields of an encoded record (postcard encodes fields in order).
+pub(crate) fn decode_prefix<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::corrupt("an event's leading fields", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,12 +239,6 @@ mod tests {
         assert!(queue_key(&h, 9) < queue_key(&h, 10));
         assert!(log_key(255) < log_key(256));
         assert_eq!(log_seq(&log_key(77)).unwrap(), 77);
-        let cause = EventId::new("e1").unwrap();
-        assert_eq!(cause_seq(&cause_key(&cause, 300)).unwrap(), 300);
-        assert!(cause_key(&cause, 9) < cause_key(&cause, 10));
-        // An id that extends another's does not fall in its range.
-        let longer = EventId::new("e10").unwrap();
-        assert!(!cause_key(&longer, 1).starts_with(&cause_prefix(&cause)));
         // A handler whose name extends another's does not fall in its range.
         let longer = HandlerName::new("orders-eu").unwrap();
         assert!(!queue_key(&longer, 1).starts_with(&handler_prefix(b'Q', &h)));

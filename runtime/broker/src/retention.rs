@@ -6,15 +6,16 @@
 //! skipped and the sweep goes on past it, so one stuck delivery does not stop the log
 //! from being trimmed. Each sweep inspects at most [`MAX_RETENTION_SCAN`] entries and runs
 //! as a group of its own, so nothing else in its batch can depend on what it deletes.
+//! The id index is trimmed after it, by whole run files (`ids.rs`): entries of removed
+//! events left in a run are found stale when their event is read.
 
 use choreo_core::HandlerName;
 
 use crate::clock::millis;
 use crate::config::MAX_RETENTION_SCAN;
-use crate::log::{self, Chunk, Entry};
-use crate::records::{self, IdRecord, decode};
+use crate::log::{self, Chunk};
+use crate::records;
 use crate::registry::Registry;
-use crate::store::get;
 use crate::{Error, Result};
 
 impl crate::txn::Group<'_> {
@@ -55,7 +56,6 @@ impl crate::txn::Group<'_> {
                     kept.push(entry);
                     continue;
                 }
-                self.forget(&entry)?;
                 self.log_bytes = self.log_bytes.saturating_sub(entry.footprint(chunk.first));
                 changed = true;
                 removed += 1;
@@ -77,21 +77,6 @@ impl crate::txn::Group<'_> {
             tracing::debug!(removed, "broker.retention removed events");
         }
         Ok(removed)
-    }
-
-    /// Removes the index entries of an event leaving the log.
-    fn forget(&mut self, entry: &Entry<'_>) -> Result<()> {
-        let event = entry.decode()?;
-        let id_key = records::id_key(&event.id, &event.source);
-        if let Some(bytes) = get(self.tree, &id_key, "reading the id index")?
-            && decode::<IdRecord>(&bytes, "id index entry")?.seq == entry.seq
-        {
-            self.batch.remove(id_key);
-        }
-        if let Some(cause) = &event.causation_id {
-            self.batch.remove(records::cause_key(cause, entry.seq));
-        }
-        Ok(())
     }
 
     /// Whether any queue or dead-letter index holds the event.

@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 use crate::config::{
     MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_CONCURRENCY, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES,
 };
+use crate::dedup::DedupWindow;
 use crate::durable::{Checkpoints, Durable};
+use crate::ids::IdIndex;
 use crate::writer::{Reply, Request, Shared, Writer};
 use crate::{
     Action, Broker, Clock, Committed, Config, DeadLetter, Delivery, Durability, Error, EventPage,
@@ -29,6 +31,7 @@ use crate::{
 pub struct SledBroker {
     pub(crate) tree: sled::Tree,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) ids: Arc<IdIndex>,
     pub(crate) clock: Clock,
     pub(crate) config: Config,
     tx: Sender<Request>,
@@ -47,6 +50,17 @@ impl SledBroker {
         let opened = crate::store::open(&config)?;
         let (store, recovered) = (opened.store, opened.recovered);
         let tree = store.tree.clone();
+        let ids = Arc::new(IdIndex::open(
+            &config.path,
+            &tree,
+            recovered.meta.last_seq,
+            config.index_run_entries,
+        )?);
+        let dedup = DedupWindow::rebuild(
+            &tree,
+            crate::clock::millis(config.dedup_window),
+            clock.now_ms(),
+        )?;
         let shared = Arc::new(Shared::default());
         *shared.registry() = recovered.registry;
         shared.durable_seq.send_replace(recovered.meta.last_seq);
@@ -73,6 +87,8 @@ impl SledBroker {
             next_seq: recovered.meta.last_seq + 1,
             log_bytes: recovered.meta.log_bytes,
             runtime: tokio::runtime::Handle::try_current().ok(),
+            ids: ids.clone(),
+            dedup,
             to_durable,
             done,
             next_wal_group: opened.applied_group + 1,
@@ -93,6 +109,7 @@ impl SledBroker {
         Ok(SledBroker {
             tree,
             shared,
+            ids,
             clock,
             config,
             tx,

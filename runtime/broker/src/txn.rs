@@ -4,22 +4,22 @@
 //! Every request is checked before it adds anything to the batch, so a request refused
 //! for its input leaves the group (and the store) as it was. Sequence numbers are given
 //! out here, in request order; appending an event and enqueueing it for every matching
-//! handler land in the same batch, which is what makes fan-out atomic with the append;
-//! so do the event's id and causation index entries.
+//! handler land in the same batch, which is what makes fan-out atomic with the append.
+//! The group also collects the id index's entries of its events (`ids.rs`), added once
+//! the batch is applied, and checks publishes against the dedup window (`dedup.rs`).
 //! Dead-letters and replays live in `dlq.rs`, retention and handler removal in
 //! `retention.rs`; both add to the same [`Group`].
-
-use std::collections::HashMap;
 
 use choreo_core::{Event, HandlerName, Topic};
 
 use crate::changes::Changes;
 use crate::clock::millis;
+use crate::dedup::{DedupWindow, dedup_key};
+use crate::ids::{self, IndexEntry};
 use crate::log::{self, ChunkBuilder};
 use crate::queued::QueuedChunks;
-use crate::records::{self, EntryRecord, IdRecord, META_KEY, Meta, SubRecord, decode, encode};
+use crate::records::{self, EntryRecord, META_KEY, Meta, SubRecord, encode};
 use crate::registry::Registry;
-use crate::store::get;
 use crate::{
     Action, Committed, Config, DeadLetterCause, Outcome, Published, Result, StartPosition,
     Subscription,
@@ -87,6 +87,16 @@ struct Appended {
     key: Option<String>,
 }
 
+/// A group built: what the writer applies and hands on.
+pub(crate) struct Finished {
+    pub(crate) changes: Changes,
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) next_seq: u64,
+    pub(crate) log_bytes: u64,
+    /// The id index's entries for the group's events.
+    pub(crate) index: Vec<IndexEntry>,
+}
+
 pub(crate) struct Group<'a> {
     pub(crate) tree: &'a sled::Tree,
     pub(crate) config: &'a Config,
@@ -97,9 +107,9 @@ pub(crate) struct Group<'a> {
     pub(crate) log_bytes: u64,
     meta_dirty: bool,
     appended: Vec<Appended>,
-    /// Id keys appended in this group, for dedup within the group. The same buffer is
-    /// the key in the batch (an `IVec` clone shares it), so each id key is built once.
-    dedup: HashMap<sled::IVec, u64>,
+    dedup: &'a mut DedupWindow,
+    /// The id index's entries for this group's events.
+    index: Vec<IndexEntry>,
     /// The log chunk being filled with this group's events (`log.rs`).
     chunk: Option<ChunkBuilder>,
     /// Reused for encoding each event before it is copied into the chunk.
@@ -115,6 +125,7 @@ impl<'a> Group<'a> {
         now_ms: u64,
         next_seq: u64,
         log_bytes: u64,
+        dedup: &'a mut DedupWindow,
     ) -> Self {
         Group {
             tree,
@@ -126,7 +137,8 @@ impl<'a> Group<'a> {
             log_bytes,
             meta_dirty: false,
             appended: Vec::new(),
-            dedup: HashMap::new(),
+            dedup,
+            index: Vec::new(),
             chunk: None,
             scratch: Vec::new(),
             queued: QueuedChunks::default(),
@@ -134,7 +146,7 @@ impl<'a> Group<'a> {
     }
 
     /// The batch (with the counters written into it), the effects, and the new counters.
-    pub(crate) fn finish(mut self) -> (Changes, Vec<Effect>, u64, u64) {
+    pub(crate) fn finish(mut self) -> Finished {
         self.seal_chunk();
         std::mem::take(&mut self.queued).write(&mut self.batch);
         if self.meta_dirty {
@@ -145,7 +157,13 @@ impl<'a> Group<'a> {
             };
             self.batch.insert(META_KEY, encode(&meta));
         }
-        (self.batch, self.effects, self.next_seq, self.log_bytes)
+        Finished {
+            changes: self.batch,
+            effects: self.effects,
+            next_seq: self.next_seq,
+            log_bytes: self.log_bytes,
+            index: self.index,
+        }
     }
 
     pub(crate) fn mark_meta_dirty(&mut self) {
@@ -199,6 +217,8 @@ impl<'a> Group<'a> {
             .push(seq, &self.scratch);
     }
 
+    /// Appends each event, or reports the earlier copy when (`source`, `id`) was
+    /// published within the dedup window.
     pub(crate) fn publish(
         &mut self,
         registry: &Registry,
@@ -206,24 +226,20 @@ impl<'a> Group<'a> {
     ) -> Result<Vec<Published>> {
         events
             .into_iter()
-            .map(|event| self.append(registry, event))
+            .map(|event| {
+                let key = dedup_key(&event.source, event.id.as_str());
+                if let Some(seq) = self.dedup.get(key, self.now_ms) {
+                    return Ok(duplicate(event, seq));
+                }
+                let published = self.append(registry, event)?;
+                self.dedup.insert(key, published.seq, self.now_ms);
+                Ok(published)
+            })
             .collect()
     }
 
-    /// Appends one event and enqueues it for every matching handler, or reports the
-    /// earlier copy when (`source`, `id`) is within the dedup window.
+    /// Appends one event and enqueues it for every matching handler.
     pub(crate) fn append(&mut self, registry: &Registry, event: Event) -> Result<Published> {
-        let id_key = sled::IVec::from(records::id_key(&event.id, &event.source));
-        if let Some(&seq) = self.dedup.get(&id_key) {
-            return Ok(duplicate(event, seq));
-        }
-        if let Some(bytes) = get(self.tree, &id_key, "looking up an event id")? {
-            let earlier: IdRecord = decode(&bytes, "id index entry")?;
-            let age = self.now_ms.saturating_sub(earlier.appended_ms);
-            if age < millis(self.config.dedup_window) {
-                return Ok(duplicate(event, earlier.seq));
-            }
-        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.meta_dirty = true;
@@ -236,19 +252,7 @@ impl<'a> Group<'a> {
                 record,
             });
         }
-        let id_record = IdRecord {
-            seq,
-            appended_ms: self.now_ms,
-        };
-        // Two varints: at most 20 bytes, so sled keeps the value inline (no allocation).
-        let mut buffer = [0u8; 20];
-        let value =
-            postcard::to_slice(&id_record, &mut buffer).expect("an id record fits in 20 bytes");
-        self.batch.insert(id_key.clone(), &*value);
-        self.dedup.insert(id_key, seq);
-        if let Some(cause) = &event.causation_id {
-            self.batch.insert(records::cause_key(cause, seq), &[]);
-        }
+        ids::entries_of(&event, seq, &mut self.index);
         self.log(seq, &event);
         let published = Published {
             seq,

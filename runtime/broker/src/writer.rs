@@ -29,11 +29,13 @@ use choreo_core::{Event, HandlerName};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::MAX_GROUP_REQUESTS;
+use crate::dedup::DedupWindow;
 use crate::durable::Applied;
+use crate::ids::IdIndex;
 use crate::records::APPLIED_KEY;
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::txn::{Effect, Group};
+use crate::txn::{Effect, Finished, Group};
 use crate::{Clock, Committed, Config, Error, Outcome, Published, Result, Selection, Subscription};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
@@ -174,6 +176,9 @@ pub(crate) struct Writer {
     pub(crate) next_seq: u64,
     pub(crate) log_bytes: u64,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// The id index, which the writer adds each applied group's entries to.
+    pub(crate) ids: Arc<IdIndex>,
+    pub(crate) dedup: DedupWindow,
     /// The durability stage's inbox.
     pub(crate) to_durable: Sender<Applied>,
     /// How many groups the durability stage has answered.
@@ -233,12 +238,14 @@ impl Writer {
         let Writer {
             to_durable,
             durable_thread,
+            ids,
             ..
         } = self;
         drop(to_durable);
         if let Some(thread) = durable_thread {
             let _ = thread.join();
         }
+        ids.close();
     }
 
     /// Waits until the durability stage has answered every group handed to it (closing).
@@ -265,9 +272,11 @@ impl Writer {
             self.clock.now_ms(),
             self.next_seq,
             self.log_bytes,
+            &mut self.dedup,
         );
         let mut answers: Vec<Pending> = Vec::with_capacity(group.len());
         let mut force_sync = false;
+        let mut retention = false;
         let mut fatal: Option<Error> = None;
         {
             let mut registry = self.shared.registry();
@@ -277,6 +286,7 @@ impl Writer {
                     continue;
                 }
                 force_sync |= matches!(request, Request::Flush(_) | Request::Close(_));
+                retention |= matches!(request, Request::Retention(_));
                 match build(&mut txn, &mut registry, request) {
                     Ok(Some(answer)) => answers.push(answer),
                     Ok(None) => {}
@@ -290,7 +300,13 @@ impl Writer {
                 txn.record_leases(&mut registry, &handler, &seqs);
             }
         }
-        let (mut changes, effects, next_seq, log_bytes) = txn.finish();
+        let Finished {
+            mut changes,
+            effects,
+            next_seq,
+            log_bytes,
+            index,
+        } = txn.finish();
         let group_number = self.shared.groups_applying.fetch_add(1, Ordering::SeqCst) + 1;
         let wal_group = self.next_wal_group;
         let applied = match fatal {
@@ -309,6 +325,10 @@ impl Writer {
                 self.log_bytes = log_bytes;
                 self.next_wal_group += 1;
                 apply_to_view(&self.shared, effects);
+                self.ids.add(index);
+                if retention {
+                    self.trim_ids();
+                }
                 let applied = Applied {
                     answers,
                     changes,
@@ -336,6 +356,28 @@ impl Writer {
                     answer(Some(&reason));
                 }
             }
+        }
+    }
+}
+
+impl Writer {
+    /// Lets the id index delete the runs below the log's first event, once retention ran.
+    fn trim_ids(&self) {
+        let first = self
+            .store
+            .tree
+            .range(crate::records::log_key(0)..=crate::records::log_key(u64::MAX))
+            .next()
+            .map(|item| {
+                item.ok()
+                    .and_then(|(key, _)| crate::records::log_seq(&key).ok())
+            });
+        match first {
+            Some(Some(first)) => self.ids.trim(first),
+            // An empty log: every run is below the next event.
+            None => self.ids.trim(self.next_seq),
+            // Unreadable: keep every run; the next sweep tries again.
+            Some(None) => {}
         }
     }
 }

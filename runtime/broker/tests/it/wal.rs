@@ -201,12 +201,12 @@ async fn a_store_in_another_format_is_refused_before_anything_is_written_to_it()
     let Store { dir, broker } = store;
     drop(broker);
     {
-        // The counters record starts with the format, a one-byte varint: make it 4.
+        // The counters record starts with the format, a one-byte varint: make it 5.
         let db = open_sled(dir.path());
         let tree = db.open_tree("choreo").unwrap();
         let mut meta = tree.get(b"Mmeta").unwrap().unwrap().to_vec();
-        assert_eq!(meta[0], 5, "the current format");
-        meta[0] = 4;
+        assert_eq!(meta[0], 6, "the current format");
+        meta[0] = 5;
         tree.insert(b"Mmeta", meta).unwrap();
         db.flush().unwrap();
     }
@@ -215,8 +215,8 @@ async fn a_store_in_another_format_is_refused_before_anything_is_written_to_it()
         matches!(
             err,
             Error::Format {
-                found: 4,
-                expected: 5
+                found: 5,
+                expected: 6
             }
         ),
         "{err:?}"

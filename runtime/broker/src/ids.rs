@@ -1,0 +1,608 @@
+//! The id index: which seqs hold an event with a given id, and which events name a
+//! given event as their cause. It serves lookups by id and causation walks; dedup has
+//! its own window (`dedup.rs`).
+//!
+//! Decision: kept out of sled, in files of sorted hashes. An index key per event was the
+//! largest single cost of a publish: sled 0.34 pays per key written (a leaf copy, a log
+//! fragment, a deferred free), and with those keys left out the writer published 1.6×
+//! (strict) and 1.9× (buffered) as many events (`BENCHMARKS.md`). The index is derived
+//! from the log, so it need not be written in the group that appends the event:
+//! - An entry is 16 bytes: a 64-bit xxh3 hash of the id (or of the cause, with another
+//!   seed) and the seq. Entries of new groups go to an in-memory table.
+//! - When the table holds [`crate::Config::index_run_entries`] (default 65,536: 1 MiB),
+//!   it is frozen (sorted), and the index thread
+//!   writes it to `ids/<number>.run` (a temporary file, fdatasync, rename). Lookups
+//!   binary-search the files; until its file is written, a frozen table is searched in
+//!   memory.
+//! - Opening keeps the runs that are whole and end at or before the log's last seq, and
+//!   re-indexes the rest of the log into the table. A run that ends past the log's end
+//!   was written for groups a crash lost before they were durable (their seqs are given
+//!   out again), so it is deleted.
+//! - Lookups return candidate seqs. The caller reads each candidate and checks the event:
+//!   a hash may collide, and retention may have removed the event since.
+//! - Retention deletes the runs whose every seq is below the log's first event.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use choreo_core::{Event, EventId};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::wal::sync_dir;
+use crate::{Error, Result};
+
+/// Where the runs live, inside the store directory.
+pub(crate) const IDS_DIR: &str = "ids";
+
+const MAGIC: &[u8; 8] = b"choreoI1";
+/// Magic, first seq, last seq, entry count, crc32 of the entries.
+const HEADER_BYTES: usize = 8 + 8 + 8 + 8 + 4;
+const ENTRY_BYTES: usize = 16;
+
+const ID_SEED: u64 = 0x6964;
+const CAUSE_SEED: u64 = 0x6361_7573_65;
+
+/// An index entry: a key hash, and the seq of an event it names.
+pub(crate) type IndexEntry = (u64, u64);
+
+/// The index key of events with id `id`.
+pub(crate) fn id_key(id: &EventId) -> u64 {
+    xxh3_64_with_seed(id.as_str().as_bytes(), ID_SEED)
+}
+
+/// The index key of events whose `causationid` is `cause`.
+pub(crate) fn cause_key(cause: &EventId) -> u64 {
+    xxh3_64_with_seed(cause.as_str().as_bytes(), CAUSE_SEED)
+}
+
+/// Adds the entries of `event`, appended at `seq`, to `entries`.
+pub(crate) fn entries_of(event: &Event, seq: u64, entries: &mut Vec<IndexEntry>) {
+    entries.push((id_key(&event.id), seq));
+    if let Some(cause) = &event.causation_id {
+        entries.push((cause_key(cause), seq));
+    }
+}
+
+/// A table frozen for writing: sorted by key, then seq.
+#[derive(Debug)]
+struct Frozen {
+    entries: Vec<IndexEntry>,
+    number: u64,
+}
+
+/// A run file.
+#[derive(Debug)]
+struct Run {
+    number: u64,
+    first: u64,
+    last: u64,
+    count: u64,
+    file: File,
+    path: PathBuf,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// Entries not yet frozen, in the order they were added, which is seq order.
+    fresh: Vec<IndexEntry>,
+    /// Frozen tables whose run is being written, oldest first.
+    frozen: Vec<Arc<Frozen>>,
+    runs: Vec<Arc<Run>>,
+    next_run: u64,
+    run_entries: usize,
+}
+
+enum Job {
+    Write(Arc<Frozen>),
+    /// Delete the runs that end before this seq.
+    Trim(u64),
+}
+
+/// The index, shared by the writer (which adds to it) and readers.
+#[derive(Debug)]
+pub(crate) struct IdIndex {
+    tables: Arc<Mutex<Tables>>,
+    jobs: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Write(frozen) => write!(f, "Write(run {})", frozen.number),
+            Job::Trim(seq) => write!(f, "Trim(before {seq})"),
+        }
+    }
+}
+
+impl IdIndex {
+    /// Opens the index of the store at `store_dir`, whose log holds seqs up to
+    /// `last_seq`, and starts its thread.
+    /// Each run holds `run_entries` entries.
+    pub(crate) fn open(
+        store_dir: &Path,
+        tree: &sled::Tree,
+        last_seq: u64,
+        run_entries: usize,
+    ) -> Result<Self> {
+        let dir = store_dir.join(IDS_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::storage("creating the id index", e))?;
+        let mut runs = load_runs(&dir, last_seq)?;
+        runs.sort_by_key(|r| r.first);
+        let mut fresh = Vec::new();
+        let mut cursor = 1;
+        for run in &runs {
+            if run.first > cursor {
+                reindex(tree, cursor, run.first - 1, &mut fresh)?;
+            }
+            cursor = cursor.max(run.last + 1);
+        }
+        reindex(tree, cursor, last_seq, &mut fresh)?;
+        let next_run = runs.iter().map(|r| r.number + 1).max().unwrap_or(1);
+        let tables = Arc::new(Mutex::new(Tables {
+            fresh,
+            frozen: Vec::new(),
+            runs: runs.into_iter().map(Arc::new).collect(),
+            next_run,
+            run_entries: run_entries.max(1),
+        }));
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let thread = {
+            let tables = tables.clone();
+            std::thread::Builder::new()
+                .name("choreo-broker-index".into())
+                .spawn(move || {
+                    for job in inbox {
+                        run_job(&dir, &tables, job);
+                    }
+                })
+                .map_err(|e| Error::storage("starting the id index thread", e))?
+        };
+        let index = IdIndex {
+            tables,
+            jobs: Mutex::new(Some(jobs)),
+            thread: Mutex::new(Some(thread)),
+        };
+        index.add(Vec::new());
+        Ok(index)
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        lock(&self.tables)
+    }
+
+    /// Adds the entries of a group just applied; freezes the table once it is full.
+    pub(crate) fn add(&self, entries: Vec<IndexEntry>) {
+        let mut tables = self.tables();
+        if tables.fresh.is_empty() {
+            tables.fresh = entries;
+        } else {
+            tables.fresh.extend_from_slice(&entries);
+        }
+        let run_entries = tables.run_entries;
+        while tables.fresh.len() >= run_entries {
+            // The table is in seq order. A run ends with the last entry of a seq, so
+            // every run holds all of the entries of the seqs it spans, which is what
+            // opening relies on.
+            let mut end = run_entries;
+            while end < tables.fresh.len() && tables.fresh[end].1 == tables.fresh[end - 1].1 {
+                end += 1;
+            }
+            let rest = tables.fresh.split_off(end);
+            let mut entries = std::mem::replace(&mut tables.fresh, rest);
+            entries.sort_unstable();
+            let number = tables.next_run;
+            tables.next_run += 1;
+            let frozen = Arc::new(Frozen { entries, number });
+            tables.frozen.push(frozen.clone());
+            self.send(Job::Write(frozen));
+        }
+    }
+
+    /// Deletes the runs that hold only seqs below `first_seq` (the log's first event).
+    pub(crate) fn trim(&self, first_seq: u64) {
+        self.send(Job::Trim(first_seq));
+    }
+
+    fn send(&self, job: Job) {
+        let jobs = self
+            .jobs
+            .lock()
+            .expect("the job sender is only cloned and taken");
+        // Once closed, a frozen table simply stays in memory until the broker is dropped;
+        // opening re-indexes it from the log.
+        if let Some(jobs) = jobs.as_ref() {
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// The seqs that may hold an event with index key `key`, ascending.
+    pub(crate) fn candidates(&self, key: u64) -> Result<Vec<u64>> {
+        let (mut seqs, frozen, runs) = {
+            let tables = self.tables();
+            let seqs: Vec<u64> = tables
+                .fresh
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, seq)| *seq)
+                .collect();
+            (seqs, tables.frozen.clone(), tables.runs.clone())
+        };
+        for table in frozen {
+            let from = table.entries.partition_point(|(k, _)| *k < key);
+            seqs.extend(
+                table.entries[from..]
+                    .iter()
+                    .take_while(|(k, _)| *k == key)
+                    .map(|(_, seq)| *seq),
+            );
+        }
+        for run in runs {
+            run.find(key, &mut seqs)?;
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        Ok(seqs)
+    }
+
+    /// Waits for the runs being written, and stops the index thread.
+    pub(crate) fn close(&self) {
+        self.jobs
+            .lock()
+            .expect("the job sender is only cloned and taken")
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .expect("the thread handle is only taken")
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
+    /// The run files on disk, by number (for tests and diagnostics).
+    #[cfg(test)]
+    fn run_numbers(&self) -> Vec<u64> {
+        self.tables().runs.iter().map(|r| r.number).collect()
+    }
+}
+
+impl Drop for IdIndex {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lock(tables: &Mutex<Tables>) -> MutexGuard<'_, Tables> {
+    tables
+        .lock()
+        .expect("index users do not panic while holding the tables")
+}
+
+fn run_job(dir: &Path, tables: &Mutex<Tables>, job: Job) {
+    match job {
+        Job::Write(frozen) => match write_run(dir, &frozen) {
+            Ok(run) => {
+                let mut tables = lock(tables);
+                tables.frozen.retain(|f| !Arc::ptr_eq(f, &frozen));
+                tables.runs.push(Arc::new(run));
+            }
+            // The table stays in memory, where lookups still find it; opening
+            // re-indexes its events from the log.
+            Err(e) => {
+                tracing::warn!(error = %e, run = frozen.number, "broker.index could not write a run")
+            }
+        },
+        Job::Trim(first_seq) => {
+            let gone: Vec<Arc<Run>> = {
+                let mut tables = lock(tables);
+                let (gone, kept) = std::mem::take(&mut tables.runs)
+                    .into_iter()
+                    .partition(|r| r.last < first_seq);
+                tables.runs = kept;
+                gone
+            };
+            for run in gone {
+                if let Err(e) = std::fs::remove_file(&run.path) {
+                    tracing::warn!(error = %e, path = %run.path.display(), "broker.index could not delete a run");
+                }
+            }
+        }
+    }
+}
+
+fn run_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.run"))
+}
+
+fn write_run(dir: &Path, frozen: &Frozen) -> std::io::Result<Run> {
+    let first = frozen.entries.iter().map(|e| e.1).min().unwrap_or(0);
+    let last = frozen.entries.iter().map(|e| e.1).max().unwrap_or(0);
+    let mut body = Vec::with_capacity(frozen.entries.len() * ENTRY_BYTES);
+    for (key, seq) in &frozen.entries {
+        body.extend_from_slice(&key.to_be_bytes());
+        body.extend_from_slice(&seq.to_be_bytes());
+    }
+    let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&first.to_be_bytes());
+    bytes.extend_from_slice(&last.to_be_bytes());
+    bytes.extend_from_slice(&(frozen.entries.len() as u64).to_be_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    let path = run_path(dir, frozen.number);
+    let temporary = path.with_extension("tmp");
+    {
+        let mut file = File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_data()?;
+    }
+    std::fs::rename(&temporary, &path)?;
+    sync_dir(dir)?;
+    Ok(Run {
+        number: frozen.number,
+        first,
+        last,
+        count: frozen.entries.len() as u64,
+        file: File::open(&path)?,
+        path,
+    })
+}
+
+impl Run {
+    fn entry(&self, index: u64) -> Result<IndexEntry> {
+        let mut bytes = [0u8; ENTRY_BYTES];
+        self.file
+            .read_exact_at(&mut bytes, HEADER_BYTES as u64 + index * ENTRY_BYTES as u64)
+            .map_err(|e| Error::storage("reading the id index", e))?;
+        let (key, seq) = bytes.split_at(8);
+        Ok((
+            u64::from_be_bytes(key.try_into().expect("8 bytes")),
+            u64::from_be_bytes(seq.try_into().expect("8 bytes")),
+        ))
+    }
+
+    /// Adds the seqs of the entries with `key` to `seqs`.
+    fn find(&self, key: u64, seqs: &mut Vec<u64>) -> Result<()> {
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.entry(middle)?.0 < key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        for index in low..self.count {
+            let (k, seq) = self.entry(index)?;
+            if k != key {
+                break;
+            }
+            seqs.push(seq);
+        }
+        Ok(())
+    }
+}
+
+/// The runs in `dir` that are whole and end at or before `last_seq`; every other file
+/// there is deleted.
+fn load_runs(dir: &Path, last_seq: u64) -> Result<Vec<Run>> {
+    let listing = std::fs::read_dir(dir).map_err(|e| Error::storage("listing the id index", e))?;
+    let mut runs = Vec::new();
+    for item in listing {
+        let item = item.map_err(|e| Error::storage("listing the id index", e))?;
+        let path = item.path();
+        let number = path
+            .extension()
+            .filter(|ext| *ext == "run")
+            .and_then(|_| path.file_stem()?.to_str()?.parse::<u64>().ok());
+        let verdict = match number {
+            Some(number) => check_run(&path, number, last_seq),
+            None => Err("not a run file".to_owned()),
+        };
+        match verdict {
+            Ok(run) => runs.push(run),
+            Err(why) => {
+                tracing::warn!(path = %path.display(), why, "broker.index deletes a run; its events are indexed again from the log");
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::storage("deleting a stale id index run", e))?;
+            }
+        }
+    }
+    Ok(runs)
+}
+
+fn check_run(path: &Path, number: u64, last_seq: u64) -> std::result::Result<Run, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
+    let field =
+        |at: usize| -> u64 { u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes")) };
+    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
+        return Err("no run header".into());
+    }
+    let (first, last, count) = (field(8), field(16), field(24));
+    let crc = u32::from_be_bytes(bytes[32..36].try_into().expect("4 bytes"));
+    let body = &bytes[HEADER_BYTES..];
+    if Some(body.len() as u64) != count.checked_mul(ENTRY_BYTES as u64) {
+        return Err(format!(
+            "{} bytes of entries for {count} entries",
+            body.len()
+        ));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    if last > last_seq {
+        return Err(format!(
+            "indexes seqs up to {last}, past the log's last seq {last_seq}"
+        ));
+    }
+    let file = File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    Ok(Run {
+        number,
+        first,
+        last,
+        count,
+        file,
+        path: path.to_owned(),
+    })
+}
+
+/// Adds the entries of the logged events with seqs in `from..=to` to `entries`.
+fn reindex(tree: &sled::Tree, from: u64, to: u64, entries: &mut Vec<IndexEntry>) -> Result<()> {
+    crate::log::scan(tree, from, to, |_, entry| {
+        entries_of(&entry.decode()?, entry.seq, entries);
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::ChunkBuilder;
+    use choreo_core::Topic;
+
+    const RUNS: usize = 1 << 16;
+
+    fn event(n: u64) -> Event {
+        let mut event = Event::new(Topic::new("a.b").unwrap(), "test://ids", vec![]);
+        event.id = EventId::new(format!("e{n}")).unwrap();
+        if n > 1 {
+            event.causation_id = Some(EventId::new(format!("e{}", n / 2)).unwrap());
+        }
+        event
+    }
+
+    /// A log of events 1..=n in one tree, and each event's index entries.
+    fn log(tree: &sled::Tree, from: u64, to: u64) -> Vec<IndexEntry> {
+        let mut entries = Vec::new();
+        let mut chunk = ChunkBuilder::new(from, 1);
+        for seq in from..=to {
+            let event = event(seq);
+            chunk.push(seq, &crate::records::encode(&event));
+            entries_of(&event, seq, &mut entries);
+        }
+        let (key, value) = chunk.finish();
+        tree.insert(key, value).unwrap();
+        entries
+    }
+
+    fn ids_of(index: &IdIndex, n: u64) -> Vec<u64> {
+        index.candidates(id_key(&event(n).id)).unwrap()
+    }
+
+    fn caused_by(index: &IdIndex, n: u64) -> Vec<u64> {
+        index.candidates(cause_key(&event(n).id)).unwrap()
+    }
+
+    #[test]
+    fn finds_entries_in_the_table_in_runs_and_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let last = RUNS as u64; // about 1.5 runs' worth of entries, with causes
+        let entries = log(&tree, 1, last);
+        let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
+        for group in entries.chunks(1000) {
+            index.add(group.to_vec());
+        }
+        assert_eq!(ids_of(&index, 7), [7]);
+        assert_eq!(caused_by(&index, 7), [14, 15]);
+        index.close();
+        assert_eq!(index.run_numbers(), [1]);
+        assert_eq!(ids_of(&index, last), [last]);
+        assert_eq!(caused_by(&index, 100), [200, 201]);
+        drop(index);
+
+        // Reopened: the run is kept; the rest is indexed again from the log.
+        let index = IdIndex::open(dir.path(), &tree, last, RUNS).unwrap();
+        assert_eq!(index.run_numbers(), [1]);
+        for n in [1, 2, 9_999, last] {
+            assert_eq!(ids_of(&index, n), [n], "id of {n}");
+        }
+        assert_eq!(caused_by(&index, last / 2), [last]);
+        assert!(ids_of(&index, last + 1).is_empty());
+    }
+
+    /// A store whose log holds events 1..=RUNS and whose index has written
+    /// run 1 (the first half of the events).
+    fn store_with_a_run() -> (tempfile::TempDir, sled::Db, sled::Tree, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let entries = log(&tree, 1, RUNS as u64);
+        let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
+        index.add(entries);
+        index.close();
+        assert_eq!(index.run_numbers(), [1]);
+        let run = run_path(&dir.path().join(IDS_DIR), 1);
+        (dir, db, tree, run)
+    }
+
+    #[test]
+    fn opening_deletes_a_run_past_the_end_of_the_log() {
+        let (dir, _db, tree, run) = store_with_a_run();
+        // The log lost its events past 1,000 (a crash before they were durable): the run
+        // indexes seqs the log does not hold, which will be given out again.
+        let index = IdIndex::open(dir.path(), &tree, 1000, RUNS).unwrap();
+        assert!(!run.exists());
+        assert!(index.run_numbers().is_empty());
+        assert_eq!(ids_of(&index, 1000), [1000]);
+        assert_eq!(caused_by(&index, 250), [500, 501]);
+        assert!(ids_of(&index, 1001).is_empty());
+    }
+
+    #[test]
+    fn opening_deletes_a_damaged_run_and_indexes_its_events_again() {
+        let (dir, _db, tree, run) = store_with_a_run();
+        let file = std::fs::OpenOptions::new().write(true).open(&run).unwrap();
+        file.write_at(&[0xff; 4], HEADER_BYTES as u64 + 160)
+            .unwrap();
+        drop(file);
+        let index = IdIndex::open(dir.path(), &tree, RUNS as u64, RUNS).unwrap();
+        for n in [1, 11, 20_000, RUNS as u64] {
+            assert_eq!(ids_of(&index, n), [n], "id of {n}");
+        }
+        // Its events were indexed again, and written to a new run.
+        index.close();
+        assert_eq!(index.run_numbers(), [1]);
+        assert!(check_run(&run, 1, RUNS as u64).is_ok());
+    }
+
+    #[test]
+    fn a_run_holds_every_entry_of_the_seqs_it_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let index = IdIndex::open(dir.path(), &tree, 0, 2).unwrap();
+        // Seq 2 has an id entry and a cause entry: both go in the first run.
+        index.add(vec![(10, 1), (20, 2), (30, 2), (40, 3)]);
+        index.close();
+        let run = check_run(&run_path(&dir.path().join(IDS_DIR), 1), 1, 3).unwrap();
+        assert_eq!((run.first, run.last, run.count), (1, 2, 3));
+        assert_eq!(index.candidates(40).unwrap(), [3]);
+    }
+
+    #[test]
+    fn trimming_deletes_runs_below_the_first_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
+        // Two runs of id entries only: seqs 1..=RUNS, then the next ones.
+        let n = RUNS as u64;
+        index.add((1..=2 * n).map(|seq| (seq * 7919, seq)).collect());
+        index.trim(n);
+        index.trim(n + 1);
+        index.close();
+        assert_eq!(index.run_numbers(), [2]);
+        assert!(!run_path(&dir.path().join(IDS_DIR), 1).exists());
+        assert_eq!(index.candidates((n + 5) * 7919).unwrap(), [n + 5]);
+    }
+}
