@@ -44,8 +44,9 @@ const MAGIC: &[u8; 8] = b"choreoI1";
 const HEADER_BYTES: usize = 8 + 8 + 8 + 8 + 4;
 const ENTRY_BYTES: usize = 16;
 
-const ID_SEED: u64 = 0x6964;
-const CAUSE_SEED: u64 = 0x6361_7573_65;
+/// Seeds that keep the two kinds of key apart (part of the store format).
+const ID_SEED: u64 = 1;
+const CAUSE_SEED: u64 = 2;
 
 /// An index entry: a key hash, and the seq of an event it names.
 pub(crate) type IndexEntry = (u64, u64);
@@ -82,8 +83,19 @@ struct Run {
     first: u64,
     last: u64,
     count: u64,
+    /// The key of every [`BLOCK_ENTRIES`]th entry, so a lookup reads one block.
+    fences: Vec<u64>,
     file: File,
     path: PathBuf,
+}
+
+/// Entries per block of a run: a lookup finds the block in memory and reads it whole
+/// (4 KiB) instead of one entry per step of a binary search on disk.
+const BLOCK_ENTRIES: usize = 256;
+
+/// The fences of a run's sorted keys.
+fn fences(keys: impl Iterator<Item = u64>) -> Vec<u64> {
+    keys.step_by(BLOCK_ENTRIES).collect()
 }
 
 #[derive(Debug, Default)]
@@ -350,41 +362,46 @@ fn write_run(dir: &Path, frozen: &Frozen) -> std::io::Result<Run> {
         first,
         last,
         count: frozen.entries.len() as u64,
+        fences: fences(frozen.entries.iter().map(|(key, _)| *key)),
         file: File::open(&path)?,
         path,
     })
 }
 
 impl Run {
-    fn entry(&self, index: u64) -> Result<IndexEntry> {
-        let mut bytes = [0u8; ENTRY_BYTES];
+    /// Reads `count` entries from entry `from` on.
+    fn read_entries(&self, from: usize, count: usize) -> Result<Vec<u8>> {
+        let mut bytes = vec![0u8; count * ENTRY_BYTES];
         self.file
-            .read_exact_at(&mut bytes, HEADER_BYTES as u64 + index * ENTRY_BYTES as u64)
+            .read_exact_at(&mut bytes, (HEADER_BYTES + from * ENTRY_BYTES) as u64)
             .map_err(|e| Error::storage("reading the id index", e))?;
-        let (key, seq) = bytes.split_at(8);
-        Ok((
-            u64::from_be_bytes(key.try_into().expect("8 bytes")),
-            u64::from_be_bytes(seq.try_into().expect("8 bytes")),
-        ))
+        Ok(bytes)
     }
 
     /// Adds the seqs of the entries with `key` to `seqs`.
     fn find(&self, key: u64, seqs: &mut Vec<u64>) -> Result<()> {
-        let (mut low, mut high) = (0, self.count);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if self.entry(middle)?.0 < key {
-                low = middle + 1;
-            } else {
-                high = middle;
+        // The first block that can hold `key`: the one before the first fence at or
+        // past it (the entries before that fence are all below `key`).
+        let mut block = self
+            .fences
+            .partition_point(|fence| *fence < key)
+            .saturating_sub(1);
+        let count = self.count as usize;
+        while block * BLOCK_ENTRIES < count {
+            let from = block * BLOCK_ENTRIES;
+            let bytes = self.read_entries(from, BLOCK_ENTRIES.min(count - from))?;
+            for entry in bytes.chunks_exact(ENTRY_BYTES) {
+                let (k, seq) = entry.split_at(8);
+                let k = u64::from_be_bytes(k.try_into().expect("8 bytes"));
+                if k > key {
+                    return Ok(());
+                }
+                if k == key {
+                    seqs.push(u64::from_be_bytes(seq.try_into().expect("8 bytes")));
+                }
             }
-        }
-        for index in low..self.count {
-            let (k, seq) = self.entry(index)?;
-            if k != key {
-                break;
-            }
-            seqs.push(seq);
+            // Every entry of the block was at or below `key`: the next may hold more.
+            block += 1;
         }
         Ok(())
     }
@@ -448,6 +465,10 @@ fn check_run(path: &Path, number: u64, last_seq: u64) -> std::result::Result<Run
         first,
         last,
         count,
+        fences: fences(
+            body.chunks_exact(ENTRY_BYTES)
+                .map(|entry| u64::from_be_bytes(entry[..8].try_into().expect("8 bytes"))),
+        ),
         file,
         path: path.to_owned(),
     })
@@ -587,6 +608,46 @@ mod tests {
         let run = check_run(&run_path(&dir.path().join(IDS_DIR), 1), 1, 3).unwrap();
         assert_eq!((run.first, run.last, run.count), (1, 2, 3));
         assert_eq!(index.candidates(40).unwrap(), [3]);
+    }
+
+    #[test]
+    fn a_lookup_finds_every_entry_of_a_key_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let index = IdIndex::open(dir.path(), &tree, 0, 2000).unwrap();
+        // Key 5 for seqs 100..700 spans three blocks; other keys repeat three times.
+        let key_of = |seq: u64| {
+            if (100..700).contains(&seq) {
+                5
+            } else {
+                seq / 3 * 11
+            }
+        };
+        let entries: Vec<IndexEntry> = (1..=2000).map(|seq| (key_of(seq), seq)).collect();
+        index.add(entries.clone());
+        index.close();
+        assert_eq!(index.run_numbers(), [1]);
+        for key in [
+            0,
+            4,
+            5,
+            6,
+            11,
+            33,
+            11 * 233,
+            11 * 234,
+            11 * 666,
+            11 * 667,
+            11 * 1000,
+        ] {
+            let want: Vec<u64> = entries
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, seq)| *seq)
+                .collect();
+            assert_eq!(index.candidates(key).unwrap(), want, "key {key}");
+        }
     }
 
     #[test]
