@@ -44,9 +44,11 @@ const MAGIC: &[u8; 8] = b"choreoI1";
 const HEADER_BYTES: usize = 8 + 8 + 8 + 8 + 4;
 const ENTRY_BYTES: usize = 16;
 
-/// Seeds that keep the two kinds of key apart (part of the store format).
-const ID_SEED: u64 = 1;
-const CAUSE_SEED: u64 = 2;
+/// Seeds that keep the two kinds of key apart (part of the store format). They differ
+/// in their high bits: xxh3 adds the seed to a short input's bits, so seeds that differ
+/// only in their low bits make `e11`'s id key equal `e10`'s cause key.
+const ID_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+const CAUSE_SEED: u64 = 0xC2B2_AE3D_27D4_EB4F;
 
 /// An index entry: a key hash, and the seq of an event it names.
 pub(crate) type IndexEntry = (u64, u64);
@@ -594,6 +596,16 @@ mod tests {
         index.close();
         assert_eq!(index.run_numbers(), [1]);
         assert!(check_run(&run, 1, RUNS as u64).is_ok());
+    }
+
+    #[test]
+    fn id_and_cause_keys_of_similar_ids_do_not_collide() {
+        let mut keys = std::collections::HashSet::new();
+        for n in 0..20_000 {
+            let id = EventId::new(format!("e{n}")).unwrap();
+            assert!(keys.insert(id_key(&id)), "id key of {id}");
+            assert!(keys.insert(cause_key(&id)), "cause key of {id}");
+        }
     }
 
     #[test]
