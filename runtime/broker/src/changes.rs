@@ -2,8 +2,9 @@
 //! encoding as one write-ahead-log record.
 //!
 //! A group is built into a `Changes` rather than straight into a `sled::Batch`, because a
-//! batch cannot be read back: the same writes go to sled (as a batch) and to the
-//! write-ahead log (`wal.rs`), from which recovery replays them.
+//! batch cannot be read back: the same writes go to memory in front of sled
+//! (`overlay.rs`) and to the write-ahead log (`wal.rs`), from which recovery replays
+//! them into sled.
 //!
 //! A record is `length (u32 LE) | crc32 of the body (u32 LE) | body`, and the body is
 //! `group (u64 LE) | count (u32 LE) | count × write`, where a write is `1 | key length
@@ -36,13 +37,6 @@ impl Changes {
         self.writes.push((key.into(), None));
     }
 
-    /// The same writes as a sled batch. `IVec` clones share their buffers.
-    pub(crate) fn to_batch(&self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
-        self.add_to(&mut batch);
-        batch
-    }
-
     /// Adds these writes to `batch`, after (and over) what it holds.
     pub(crate) fn add_to(&self, batch: &mut sled::Batch) {
         for (key, value) in &self.writes {
@@ -51,6 +45,11 @@ impl Changes {
                 None => batch.remove(key.clone()),
             }
         }
+    }
+
+    /// The writes, in order.
+    pub(crate) fn writes(&self) -> &[(IVec, Option<IVec>)] {
+        &self.writes
     }
 
     /// How many writes there are.
@@ -229,7 +228,9 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let tree = db.open_tree("t").unwrap();
         tree.insert(b"Qb", b"old").unwrap();
-        tree.apply_batch(sample().to_batch()).unwrap();
+        let mut batch = sled::Batch::default();
+        sample().add_to(&mut batch);
+        tree.apply_batch(batch).unwrap();
         assert_eq!(tree.get(b"La").unwrap().unwrap(), vec![7u8; 300]);
         assert!(tree.get(b"Qb").unwrap().is_none());
     }

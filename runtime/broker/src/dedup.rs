@@ -22,6 +22,7 @@ use serde::Deserialize;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::Result;
+use crate::overlay::Kv;
 use crate::records::log_key;
 
 /// The 128-bit hash of an event's (`source`, `id`).
@@ -78,12 +79,12 @@ impl DedupWindow {
     }
 
     /// Rebuilds the window from the events the log appended within it, before `now_ms`.
-    pub(crate) fn rebuild(tree: &sled::Tree, window_ms: u64, now_ms: u64) -> Result<Self> {
+    pub(crate) fn rebuild(tree: &Kv, window_ms: u64, now_ms: u64) -> Result<Self> {
         let mut window = DedupWindow::new(window_ms);
         let cutoff = now_ms.saturating_sub(window_ms);
         // Chunks are appended in time order: walk back to the first one inside the window.
         let mut from = None;
-        for item in tree.range(log_key(0)..=log_key(u64::MAX)).rev() {
+        for item in tree.range_rev(log_key(0)..=log_key(u64::MAX)) {
             let (key, value) = item.map_err(|e| crate::Error::storage("reading the log", e))?;
             let chunk = crate::log::Chunk::parse(&key, &value)?;
             if chunk.appended_ms <= cutoff {

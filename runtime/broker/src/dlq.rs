@@ -11,6 +11,7 @@
 use choreo_core::{Event, EventId, HandlerName, RecordedEvent, Topic};
 
 use crate::clock::timestamp;
+use crate::overlay::Kv;
 use crate::records::{self, DeadLetterRecord, EntryRecord, decode, encode};
 use crate::registry::Registry;
 use crate::store::get;
@@ -161,13 +162,13 @@ fn dead_letter_event(
 
 /// Reads one event from the log; the caller holds it (a queue or dead-letter does), so
 /// it must be there.
-pub(crate) fn read_event(tree: &sled::Tree, seq: u64) -> Result<RecordedEvent> {
+pub(crate) fn read_event(tree: &Kv, seq: u64) -> Result<RecordedEvent> {
     crate::log::read_held(tree, seq)
 }
 
 /// A dead-letter as the API returns it.
 pub(crate) fn load(
-    tree: &sled::Tree,
+    tree: &Kv,
     handler: &HandlerName,
     key: &[u8],
     value: &[u8],

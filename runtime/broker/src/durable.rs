@@ -25,6 +25,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::changes::Changes;
+use crate::overlay::{Layer, Overlay};
+use crate::records::APPLIED_KEY;
 use crate::store::Syncer;
 use crate::wal::Wal;
 use crate::writer::{Pending, Shared};
@@ -43,6 +45,9 @@ pub(crate) struct Applied {
     pub(crate) group_number: u64,
     /// A `flush` or `close` is in the group: sync in either mode.
     pub(crate) force_sync: bool,
+    /// The overlay layer frozen after this group (`overlay.rs`): the log segment is
+    /// sealed after this group's record, and the layer checkpointed into sled.
+    pub(crate) checkpoint: Option<Arc<Layer>>,
 }
 
 /// The round buffer's capacity kept between rounds; a larger one (a round of big
@@ -51,6 +56,7 @@ const RECORDS_KEPT_BYTES: usize = 4 * 1024 * 1024;
 
 pub(crate) struct Durable {
     pub(crate) wal: Wal,
+    pub(crate) overlay: Arc<Overlay>,
     pub(crate) checkpoints: Checkpoints,
     pub(crate) shared: Arc<Shared>,
     pub(crate) durability: Durability,
@@ -80,60 +86,90 @@ impl Durable {
             };
             let mut round = vec![first];
             round.extend(rx.try_iter());
-            if records.capacity() > RECORDS_KEPT_BYTES {
-                records = Vec::new();
-            }
-            records.clear();
-            for applied in &round {
-                applied.changes.encode(applied.wal_group, &mut records);
-            }
-            let sync = round.iter().any(|a| a.force_sync) || self.durability == Durability::Strict;
-            let failure = self
-                .fail_on(|wal| {
-                    wal.append(&records)?;
-                    if sync { wal.sync() } else { Ok(()) }
-                })
-                .err();
-            if failure.is_none() {
-                if sync {
-                    unsynced_since = None;
-                } else {
-                    unsynced_since.get_or_insert_with(Instant::now);
-                }
-            }
             let count = round.len();
-            let next_group = round.last().map_or(0, |a| a.wal_group + 1);
-            for applied in round {
-                if failure.is_none() {
-                    self.shared.durable_seq.send_if_modified(|durable| {
-                        let advanced = applied.last_seq > *durable;
-                        *durable = applied.last_seq;
-                        advanced
-                    });
-                    self.shared
-                        .groups_durable
-                        .send_replace(applied.group_number);
+            // A group that ends a checkpoint ends its part of the round: the segment is
+            // sealed right after its record.
+            let mut rest = round.into_iter().peekable();
+            while rest.peek().is_some() {
+                let mut part = Vec::new();
+                for applied in rest.by_ref() {
+                    let ends = applied.checkpoint.is_some();
+                    part.push(applied);
+                    if ends {
+                        break;
+                    }
                 }
-                for answer in applied.answers {
-                    answer(failure.as_deref());
-                }
+                self.make_durable(part, &mut records, &mut unsynced_since);
             }
             // The writer may have stopped waiting (it is closing); nothing to do then.
             let _ = self.done.send(count);
-            if failure.is_none()
-                && self.wal.is_full()
-                && let Ok(sealed) = self.fail_on(|wal| wal.rotate(next_group))
-            {
-                self.checkpoints.start(vec![sealed]);
-            }
         }
-        // Closing: make everything durable, then checkpoint it all, so the next open has
-        // nothing to replay. After a failure, leave the log for the next open to replay.
+        // Closing: the writer has stopped. Make everything durable, then checkpoint it
+        // all, so the next open has nothing to replay. After a failure, leave the log for
+        // the next open to replay.
         if self.fail_on(Wal::sync).is_ok() {
+            let layer = self.overlay.freeze();
             let active = self.wal.path().to_owned();
-            self.checkpoints.start(vec![active]);
+            self.checkpoints.start(layer, vec![active]);
         }
         self.checkpoints.finish();
+    }
+
+    /// Appends the records of `part` with one write, syncs when its mode or its groups
+    /// ask for it, answers its groups, and starts the checkpoint that its last group
+    /// ends, if any.
+    fn make_durable(
+        &mut self,
+        mut part: Vec<Applied>,
+        records: &mut Vec<u8>,
+        unsynced_since: &mut Option<Instant>,
+    ) {
+        if records.capacity() > RECORDS_KEPT_BYTES {
+            *records = Vec::new();
+        }
+        records.clear();
+        for applied in &part {
+            applied.changes.encode(applied.wal_group, records);
+        }
+        let checkpoint = part.last_mut().and_then(|a| a.checkpoint.take());
+        let sync = part.iter().any(|a| a.force_sync) || self.durability == Durability::Strict;
+        let failure = self
+            .fail_on(|wal| {
+                wal.append(records)?;
+                if sync { wal.sync() } else { Ok(()) }
+            })
+            .err();
+        if failure.is_none() {
+            if sync {
+                *unsynced_since = None;
+            } else {
+                unsynced_since.get_or_insert_with(Instant::now);
+            }
+        }
+        let next_group = part.last().map_or(0, |a| a.wal_group + 1);
+        for applied in part {
+            if failure.is_none() {
+                self.shared.durable_seq.send_if_modified(|durable| {
+                    let advanced = applied.last_seq > *durable;
+                    *durable = applied.last_seq;
+                    advanced
+                });
+                self.shared
+                    .groups_durable
+                    .send_replace(applied.group_number);
+            }
+            for answer in applied.answers {
+                answer(failure.as_deref());
+            }
+        }
+        if let Some(layer) = checkpoint
+            && failure.is_none()
+            && let Ok(sealed) = self.fail_on(|wal| wal.rotate(next_group))
+        {
+            // Sealing synced the segment: every group of the layer is durable in the log.
+            *unsynced_since = None;
+            self.checkpoints.start(layer, vec![sealed]);
+        }
     }
 
     /// Runs `step` on the log unless the broker has failed; a failure stops the broker.
@@ -154,24 +190,47 @@ impl Durable {
     }
 }
 
-/// The checkpoint thread: makes sled durable up to now, then deletes the segments that
-/// it covers.
+/// The checkpoint thread: applies a frozen overlay layer to sled, makes sled durable,
+/// then deletes the log segments it covers and drops the layer.
 ///
 /// Decision: a thread of its own, because sled's `flush()` writes out everything applied
 /// since the last checkpoint and waits for it; answering groups must not wait behind it.
-/// A sealed segment holds only groups the writer applied before handing them over, so a
-/// flush that starts after the segment was sealed covers every group in it.
+/// A layer holds exactly the groups of the segments sealed with it, and those are synced
+/// before the checkpoint starts, so a crash at any point in it leaves every group of the
+/// layer in the log, for the next open to replay.
 pub(crate) struct Checkpoints {
-    tx: Option<Sender<Vec<PathBuf>>>,
+    tx: Option<Sender<(Arc<Layer>, Vec<PathBuf>)>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpoints {
-    pub(crate) fn spawn(db: sled::Db, syncer: Syncer, shared: Arc<Shared>) -> Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<PathBuf>>();
+    pub(crate) fn spawn(
+        db: sled::Db,
+        tree: sled::Tree,
+        overlay: Arc<Overlay>,
+        syncer: Syncer,
+        shared: Arc<Shared>,
+    ) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<(Arc<Layer>, Vec<PathBuf>)>();
         let thread = std::thread::Builder::new()
             .name("choreo-broker-checkpoint".into())
-            .spawn(move || checkpoint_loop(&db, syncer, &shared, &rx))
+            .spawn(move || {
+                let mut syncer = syncer;
+                for (layer, segments) in rx {
+                    if shared.failure().is_some() {
+                        continue;
+                    }
+                    let done = apply_layer(&tree, &layer)
+                        .and_then(|()| checkpoint(&db, &mut syncer, &segments));
+                    match done {
+                        Ok(()) => overlay.release(&layer),
+                        Err(e) => {
+                            tracing::error!(error = %e, "broker.checkpoint failed; the broker stops accepting writes");
+                            shared.fail(e.to_string());
+                        }
+                    }
+                }
+            })
             .map_err(|e| Error::storage("starting the checkpoint thread", e))?;
         Ok(Checkpoints {
             tx: Some(tx),
@@ -179,10 +238,10 @@ impl Checkpoints {
         })
     }
 
-    fn start(&self, segments: Vec<PathBuf>) {
+    fn start(&self, layer: Arc<Layer>, segments: Vec<PathBuf>) {
         if let Some(tx) = &self.tx {
             // The thread only stops once `tx` is dropped, in `finish`.
-            let _ = tx.send(segments);
+            let _ = tx.send((layer, segments));
         }
     }
 
@@ -195,25 +254,38 @@ impl Checkpoints {
     }
 }
 
-fn checkpoint_loop(
-    db: &sled::Db,
-    mut syncer: Syncer,
-    shared: &Shared,
-    rx: &Receiver<Vec<PathBuf>>,
-) {
-    while let Ok(mut segments) = rx.recv() {
-        for more in rx.try_iter() {
-            segments.extend(more);
-        }
-        if shared.failure().is_some() {
+/// Most writes in one sled batch while a layer is applied: sled blocks its reads while
+/// it applies a batch.
+const LAYER_BATCH_WRITES: usize = 4096;
+
+/// Writes a layer into sled, in batches, the last-applied-group key last: a crash
+/// midway leaves sled naming the previous checkpoint's group, and the replay from there
+/// writes every key of the layer again.
+fn apply_layer(tree: &sled::Tree, layer: &Layer) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    let mut applied_group = None;
+    for (key, write) in layer {
+        if key == APPLIED_KEY {
+            applied_group = write.clone();
             continue;
         }
-        let checkpoint = checkpoint(db, &mut syncer, &segments);
-        if let Err(e) = checkpoint {
-            tracing::error!(error = %e, "broker.checkpoint failed; the broker stops accepting writes");
-            shared.fail(e.to_string());
+        match write {
+            Some(value) => batch.insert(key.clone(), value.clone()),
+            None => batch.remove(key.clone()),
+        }
+        in_batch += 1;
+        if in_batch == LAYER_BATCH_WRITES {
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(|e| Error::storage("writing a checkpoint into sled", e))?;
+            in_batch = 0;
         }
     }
+    if let Some(group) = applied_group {
+        batch.insert(APPLIED_KEY, group);
+    }
+    tree.apply_batch(batch)
+        .map_err(|e| Error::storage("writing a checkpoint into sled", e))
 }
 
 /// Flushes and syncs sled, then deletes `segments`.

@@ -33,6 +33,7 @@ use std::thread::JoinHandle;
 use choreo_core::{Event, EventId};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::overlay::Kv;
 use crate::wal::sync_dir;
 use crate::{Error, Result};
 
@@ -140,7 +141,7 @@ impl IdIndex {
     /// Each run holds `run_entries` entries.
     pub(crate) fn open(
         store_dir: &Path,
-        tree: &sled::Tree,
+        tree: &Kv,
         last_seq: u64,
         run_entries: usize,
     ) -> Result<Self> {
@@ -477,7 +478,7 @@ fn check_run(path: &Path, number: u64, last_seq: u64) -> std::result::Result<Run
 }
 
 /// Adds the entries of the logged events with seqs in `from..=to` to `entries`.
-fn reindex(tree: &sled::Tree, from: u64, to: u64, entries: &mut Vec<IndexEntry>) -> Result<()> {
+fn reindex(tree: &Kv, from: u64, to: u64, entries: &mut Vec<IndexEntry>) -> Result<()> {
     crate::log::scan(tree, from, to, |_, entry| {
         entries_of(&entry.decode()?, entry.seq, entries);
         Ok(std::ops::ControlFlow::Continue(()))
@@ -503,7 +504,7 @@ mod tests {
     }
 
     /// A log of events 1..=n in one tree, and each event's index entries.
-    fn log(tree: &sled::Tree, from: u64, to: u64) -> Vec<IndexEntry> {
+    fn log(tree: &Kv, from: u64, to: u64) -> Vec<IndexEntry> {
         let mut entries = Vec::new();
         let mut chunk = ChunkBuilder::new(from, 1);
         for seq in from..=to {
@@ -512,7 +513,7 @@ mod tests {
             entries_of(&event, seq, &mut entries);
         }
         let (key, value) = chunk.finish();
-        tree.insert(key, value).unwrap();
+        tree.sled.insert(key, value).unwrap();
         entries
     }
 
@@ -528,7 +529,7 @@ mod tests {
     fn finds_entries_in_the_table_in_runs_and_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let tree = Kv::new(db.open_tree("t").unwrap());
         let last = RUNS as u64; // about 1.5 runs' worth of entries, with causes
         let entries = log(&tree, 1, last);
         let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
@@ -555,10 +556,10 @@ mod tests {
 
     /// A store whose log holds events 1..=RUNS and whose index has written
     /// run 1 (the first half of the events).
-    fn store_with_a_run() -> (tempfile::TempDir, sled::Db, sled::Tree, PathBuf) {
+    fn store_with_a_run() -> (tempfile::TempDir, sled::Db, Kv, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let tree = Kv::new(db.open_tree("t").unwrap());
         let entries = log(&tree, 1, RUNS as u64);
         let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
         index.add(entries);
@@ -612,7 +613,7 @@ mod tests {
     fn a_run_holds_every_entry_of_the_seqs_it_spans() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let tree = Kv::new(db.open_tree("t").unwrap());
         let index = IdIndex::open(dir.path(), &tree, 0, 2).unwrap();
         // Seq 2 has an id entry and a cause entry: both go in the first run.
         index.add(vec![(10, 1), (20, 2), (30, 2), (40, 3)]);
@@ -626,7 +627,7 @@ mod tests {
     fn a_lookup_finds_every_entry_of_a_key_across_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let tree = Kv::new(db.open_tree("t").unwrap());
         let index = IdIndex::open(dir.path(), &tree, 0, 2000).unwrap();
         // Key 5 for seqs 100..700 spans three blocks; other keys repeat three times.
         let key_of = |seq: u64| {
@@ -666,7 +667,7 @@ mod tests {
     fn trimming_deletes_runs_below_the_first_seq() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let tree = Kv::new(db.open_tree("t").unwrap());
         let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
         // Two runs of id entries only: seqs 1..=RUNS, then the next ones.
         let n = RUNS as u64;

@@ -24,6 +24,7 @@ use std::ops::ControlFlow;
 
 use choreo_core::{Event, RecordedEvent};
 
+use crate::overlay::Kv;
 use crate::records::log_key;
 use crate::{Error, Result};
 
@@ -218,15 +219,15 @@ impl Entry<'_> {
 }
 
 /// The chunk that would hold `seq`: the last one keyed at or before it.
-fn chunk_at(tree: &sled::Tree, seq: u64) -> Result<Option<(sled::IVec, sled::IVec)>> {
-    tree.range(log_key(0)..=log_key(seq))
-        .next_back()
+fn chunk_at(tree: &Kv, seq: u64) -> Result<Option<(sled::IVec, sled::IVec)>> {
+    tree.range_rev(log_key(0)..=log_key(seq))
+        .next()
         .transpose()
         .map_err(|e| Error::storage("reading the log", e))
 }
 
 /// Reads one event, if the log holds it.
-pub(crate) fn read(tree: &sled::Tree, seq: u64) -> Result<Option<RecordedEvent>> {
+pub(crate) fn read(tree: &Kv, seq: u64) -> Result<Option<RecordedEvent>> {
     let Some((key, value)) = chunk_at(tree, seq)? else {
         return Ok(None);
     };
@@ -244,7 +245,7 @@ pub(crate) fn read(tree: &sled::Tree, seq: u64) -> Result<Option<RecordedEvent>>
 }
 
 /// Reads one event that must be in the log (a queue or a dead-letter holds it).
-pub(crate) fn read_held(tree: &sled::Tree, seq: u64) -> Result<RecordedEvent> {
+pub(crate) fn read_held(tree: &Kv, seq: u64) -> Result<RecordedEvent> {
     read(tree, seq)?
         .ok_or_else(|| Error::corrupt(format!("event seq {seq}"), "missing from the log"))
 }
@@ -252,7 +253,7 @@ pub(crate) fn read_held(tree: &sled::Tree, seq: u64) -> Result<RecordedEvent> {
 /// Visits the stored events with seqs in `from..=to`, in seq order, with their chunk's
 /// append time, until `visit` breaks. Returns whether it did.
 pub(crate) fn scan(
-    tree: &sled::Tree,
+    tree: &Kv,
     from: u64,
     to: u64,
     mut visit: impl FnMut(u64, Entry<'_>) -> Result<ControlFlow<()>>,
@@ -298,7 +299,7 @@ const MAX_RANGE_SPREAD: u64 = 4;
 /// point read descends the tree for every event. Sparse seqs are read one by one. Every
 /// leased event is in the log: it is durable before it is enqueued, and retention keeps
 /// events that a queue holds.
-pub(crate) fn read_held_many(tree: &sled::Tree, seqs: &[u64]) -> Result<Vec<RecordedEvent>> {
+pub(crate) fn read_held_many(tree: &Kv, seqs: &[u64]) -> Result<Vec<RecordedEvent>> {
     let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
         return Ok(Vec::new());
     };
@@ -332,18 +333,18 @@ mod tests {
         Event::new(Topic::new("a.b").unwrap(), "test://log", vec![n; 300])
     }
 
-    fn store(tree: &sled::Tree, first: u64, events: &[(u64, Event)]) {
+    fn store(tree: &Kv, first: u64, events: &[(u64, Event)]) {
         let mut chunk = ChunkBuilder::new(first, 77);
         for (seq, event) in events {
             chunk.push(*seq, &crate::records::encode(event));
         }
         let (key, value) = chunk.finish();
-        tree.insert(key, value).unwrap();
+        tree.sled.insert(key, value).unwrap();
     }
 
-    fn temp_tree() -> sled::Tree {
+    fn temp_tree() -> Kv {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        db.open_tree("t").unwrap()
+        Kv::new(db.open_tree("t").unwrap())
     }
 
     #[test]
@@ -372,7 +373,7 @@ mod tests {
         let tree = temp_tree();
         let events: Vec<_> = (5..9).map(|s| (s, event(s as u8))).collect();
         store(&tree, 5, &events);
-        let (key, value) = tree.iter().next().unwrap().unwrap();
+        let (key, value) = tree.sled.iter().next().unwrap().unwrap();
         let chunk = Chunk::parse(&key, &value).unwrap();
         let entries: Vec<_> = chunk.entries().map(Result::unwrap).collect();
         let total: u64 = entries.iter().map(|e| e.footprint(5)).sum();
@@ -381,7 +382,7 @@ mod tests {
         let rebuilt = chunk.rebuild(&kept);
         let kept_bytes: u64 = kept.iter().map(|e| e.footprint(5)).sum();
         assert_eq!(rebuilt.len() as u64, kept_bytes + header_footprint());
-        tree.insert(key, rebuilt).unwrap();
+        tree.sled.insert(key, rebuilt).unwrap();
         assert!(read(&tree, 5).unwrap().is_none());
         assert_eq!(read(&tree, 8).unwrap().unwrap().event.data, vec![8; 300]);
     }

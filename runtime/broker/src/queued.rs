@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use choreo_core::HandlerName;
 
 use crate::changes::Changes;
+use crate::overlay::Kv;
 use crate::records;
 use crate::store::get;
 use crate::{Error, Result};
@@ -135,7 +136,7 @@ impl QueuedChunks {
     /// Marks `seq` as held (or no longer held) by the handler's queue.
     pub(crate) fn set(
         &mut self,
-        tree: &sled::Tree,
+        tree: &Kv,
         handler: &HandlerName,
         seq: u64,
         present: bool,
@@ -211,7 +212,8 @@ mod tests {
     #[test]
     fn a_group_reads_a_chunk_once_and_removes_it_when_empty() {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let tree = Kv::new(db.open_tree("t").unwrap());
+        let entries = |tree: &Kv| tree.scan_prefix(b"").count();
         let h = HandlerName::new("h").unwrap();
         let mut group = QueuedChunks::default();
         for seq in [1, 2, 1030] {
@@ -219,21 +221,21 @@ mod tests {
         }
         let mut batch = Changes::default();
         group.write(&mut batch);
-        tree.apply_batch(batch.to_batch()).unwrap();
-        assert_eq!(tree.len(), 2);
+        tree.overlay.apply(&batch);
+        assert_eq!(entries(&tree), 2);
 
         let mut group = QueuedChunks::default();
         group.set(&tree, &h, 1, false).unwrap();
         group.set(&tree, &h, 1030, false).unwrap();
         let mut batch = Changes::default();
         group.write(&mut batch);
-        tree.apply_batch(batch.to_batch()).unwrap();
-        let (key, value) = tree.iter().next().unwrap().unwrap();
+        tree.overlay.apply(&batch);
+        let (key, value) = tree.scan_prefix(b"").next().unwrap().unwrap();
         assert_eq!(records::handler_seq(&key).unwrap().1, 0);
         assert_eq!(
             Bits::decode(&value).unwrap().offsets().collect::<Vec<_>>(),
             [2]
         );
-        assert_eq!(tree.len(), 1);
+        assert_eq!(entries(&tree), 1);
     }
 }

@@ -20,6 +20,7 @@ use crate::config::{
 use crate::dedup::DedupWindow;
 use crate::durable::{Checkpoints, Durable};
 use crate::ids::IdIndex;
+use crate::overlay::Kv;
 use crate::writer::{Reply, Request, Shared, Writer};
 use crate::{
     Action, Broker, Clock, Committed, Config, DeadLetter, Delivery, Durability, Error, EventPage,
@@ -29,7 +30,7 @@ use crate::{
 /// The embedded broker. Open one per store directory; share it as `Arc<dyn Broker>`.
 #[derive(Debug)]
 pub struct SledBroker {
-    pub(crate) tree: sled::Tree,
+    pub(crate) tree: Kv,
     pub(crate) shared: Arc<Shared>,
     pub(crate) ids: Arc<IdIndex>,
     pub(crate) clock: Clock,
@@ -49,7 +50,7 @@ impl SledBroker {
         let clock = config.clock.unwrap_or_else(Clock::system);
         let opened = crate::store::open(&config)?;
         let (store, recovered) = (opened.store, opened.recovered);
-        let tree = store.tree.clone();
+        let tree = store.kv.clone();
         let ids = Arc::new(IdIndex::open(
             &config.path,
             &tree,
@@ -66,8 +67,15 @@ impl SledBroker {
         shared.durable_seq.send_replace(recovered.meta.last_seq);
         let (to_durable, applied) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
-        let checkpoints = Checkpoints::spawn(store.db.clone(), opened.syncer, shared.clone())?;
+        let checkpoints = Checkpoints::spawn(
+            store.db.clone(),
+            store.kv.sled.clone(),
+            store.kv.overlay.clone(),
+            opened.syncer,
+            shared.clone(),
+        )?;
         let durable = Durable {
+            overlay: store.kv.overlay.clone(),
             wal: opened.wal,
             checkpoints,
             shared: shared.clone(),

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use choreo_core::HandlerName;
 
 use crate::durable::checkpoint;
+use crate::overlay::Kv;
 use crate::queued::Bits;
 use crate::records::{
     self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, StateRecord, SubRecord, decode,
@@ -38,7 +39,8 @@ const TREE: &[u8] = b"choreo";
 #[derive(Debug)]
 pub(crate) struct Store {
     pub(crate) db: sled::Db,
-    pub(crate) tree: sled::Tree,
+    /// sled, with what is not yet checkpointed in front of it (`overlay.rs`).
+    pub(crate) kv: Kv,
 }
 
 /// What recovery rebuilt.
@@ -105,7 +107,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
     // A store in another format is refused before anything is replayed into it or
     // created beside it. (A store whose counters are still only in the log is checked
     // again once it is replayed, by `recover`.)
-    read_meta(&tree)?;
+    read_meta(&Kv::new(tree.clone()))?;
     let mut syncer = Syncer::new(&config.path)?;
     let wal_dir = config.path.join(WAL_DIR);
     let replayed = wal::replay(&tree, &wal_dir)?;
@@ -119,8 +121,11 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
     if !replayed.segments.is_empty() {
         checkpoint(&db, &mut syncer, &replayed.segments)?;
     }
-    let wal = Wal::create(&wal_dir, replayed.applied + 1, config.checkpoint_bytes)?;
-    let store = Store { db, tree };
+    let wal = Wal::create(&wal_dir, replayed.applied + 1)?;
+    let store = Store {
+        db,
+        kv: Kv::new(tree),
+    };
     let recovered = recover(&store)?;
     Ok(Opened {
         store,
@@ -134,7 +139,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
 /// Rebuilds subscriptions and queues. Queue entries of a handler that no longer has a
 /// subscription are dropped.
 fn recover(store: &Store) -> Result<Recovered> {
-    let tree = &store.tree;
+    let tree = &store.kv;
     let meta = read_meta(tree)?;
     let mut registry = Registry::default();
     for item in tree.scan_prefix(b"H") {
@@ -170,13 +175,14 @@ fn recover(store: &Store) -> Result<Recovered> {
             ));
         }
     }
-    tree.apply_batch(orphans)
+    tree.sled
+        .apply_batch(orphans)
         .map_err(|e| Error::storage("dropping orphaned queue entries", e))?;
     Ok(Recovered { registry, meta })
 }
 
 /// The store's counters; a store in another format is refused.
-fn read_meta(tree: &sled::Tree) -> Result<Meta> {
+fn read_meta(tree: &Kv) -> Result<Meta> {
     let meta = match get(tree, META_KEY, "reading the store's counters")? {
         Some(bytes) => decode::<Meta>(&bytes, "meta")?,
         None => Meta {
@@ -200,7 +206,7 @@ fn read_meta(tree: &sled::Tree) -> Result<Meta> {
 /// handlers that have no subscription, and state records of entries no queue holds, go
 /// into `orphans` for removal.
 fn recover_queues(
-    tree: &sled::Tree,
+    tree: &Kv,
     registry: &Registry,
     orphans: &mut sled::Batch,
 ) -> Result<HashMap<HandlerName, Vec<(u64, EntryRecord)>>> {
@@ -250,7 +256,7 @@ fn recover_queues(
 /// Queued events read from the log at a time while recovering.
 const RECOVERY_SLICE: usize = 4096;
 
-pub(crate) fn get(tree: &sled::Tree, key: &[u8], context: &'static str) -> Result<Option<Vec<u8>>> {
+pub(crate) fn get(tree: &Kv, key: &[u8], context: &'static str) -> Result<Option<Vec<u8>>> {
     tree.get(key)
         .map(|v| v.map(|v| v.to_vec()))
         .map_err(|e| Error::storage(context, e))

@@ -17,6 +17,7 @@ use crate::clock::millis;
 use crate::dedup::{DedupWindow, dedup_key};
 use crate::ids::{self, IndexEntry};
 use crate::log::{self, ChunkBuilder};
+use crate::overlay::Kv;
 use crate::queued::QueuedChunks;
 use crate::records::{self, EntryRecord, META_KEY, Meta, SubRecord, encode};
 use crate::registry::Registry;
@@ -98,7 +99,7 @@ pub(crate) struct Finished {
 }
 
 pub(crate) struct Group<'a> {
-    pub(crate) tree: &'a sled::Tree,
+    pub(crate) tree: &'a Kv,
     pub(crate) config: &'a Config,
     pub(crate) now_ms: u64,
     pub(crate) batch: Changes,
@@ -120,7 +121,7 @@ pub(crate) struct Group<'a> {
 
 impl<'a> Group<'a> {
     pub(crate) fn new(
-        tree: &'a sled::Tree,
+        tree: &'a Kv,
         config: &'a Config,
         now_ms: u64,
         next_seq: u64,

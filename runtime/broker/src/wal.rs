@@ -1,11 +1,12 @@
 //! The write-ahead log: what makes a group durable, ahead of sled.
 //!
-//! Every group the writer applies to sled is also appended, as one record
-//! (`changes.rs`), to the log's active segment in `<store>/wal/`. A group is durable
-//! once its record is written (buffered mode: in the OS, so it survives the process) or
-//! synced (strict mode: fdatasync). sled itself is made durable only at a checkpoint:
-//! once a segment is full, sled is flushed and synced, and the segments it covers are
-//! deleted.
+//! Every group the writer applies (to memory in front of sled, `overlay.rs`) is also
+//! appended, as one record (`changes.rs`), to the log's active segment in
+//! `<store>/wal/`. A group is durable once its record is written (buffered mode: in the
+//! OS, so it survives the process) or synced (strict mode: fdatasync). sled receives
+//! the groups only at a checkpoint: once [`crate::Config::checkpoint_bytes`] have been
+//! applied, the segment is sealed after the last of them, they are written into sled,
+//! sled is flushed and synced, and the sealed segments are deleted.
 //!
 //! Decision: a log of choreo's own in front of sled, rather than sled's `flush()` per
 //! group. sled 0.34's `flush()` holds its concurrency guard while it waits for
@@ -15,8 +16,9 @@
 //!
 //! How recovery stays exact: every group's writes include the `applied` key
 //! ([`crate::records::APPLIED_KEY`]) with the group's number, so sled always knows the
-//! last group it holds. sled recovers a prefix of the batches it was given (it may hold
-//! groups the log never got to write: they are complete, just never acknowledged).
+//! last group it holds. A checkpoint writes that key last, and sled recovers a prefix of
+//! the batches it was given, so sled holds every group up to the one it names, and only
+//! groups the log holds: a checkpoint covers only groups of sealed, synced segments.
 //! [`replay`] skips the records sled already holds and applies the rest in order; each
 //! write sets or removes a whole key, so the result is the store as of the log's last
 //! whole record. A record cut short by a crash ends the log: it was never acknowledged.
@@ -26,6 +28,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::changes::{self, Next};
+use crate::overlay::Kv;
 use crate::records::APPLIED_KEY;
 use crate::store::get;
 use crate::{Error, Result};
@@ -39,16 +42,11 @@ pub(crate) struct Wal {
     dir: PathBuf,
     file: File,
     path: PathBuf,
-    written: u64,
-    /// A segment this large is sealed and a checkpoint started
-    /// ([`crate::Config::checkpoint_bytes`]): it bounds the log's disk use and how much
-    /// a recovery replays.
-    segment_bytes: u64,
 }
 
 impl Wal {
     /// Starts a new, empty segment whose first record will be group `first_group`.
-    pub(crate) fn create(dir: &Path, first_group: u64, segment_bytes: u64) -> Result<Wal> {
+    pub(crate) fn create(dir: &Path, first_group: u64) -> Result<Wal> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::storage("creating the write-ahead log directory", e))?;
         let path = dir.join(segment_name(first_group));
@@ -64,8 +62,6 @@ impl Wal {
             dir: dir.to_owned(),
             file,
             path,
-            written: 0,
-            segment_bytes,
         })
     }
 
@@ -74,7 +70,6 @@ impl Wal {
         self.file
             .write_all(records)
             .map_err(|e| Error::storage("writing to the write-ahead log", e))?;
-        self.written += records.len() as u64;
         Ok(())
     }
 
@@ -85,15 +80,11 @@ impl Wal {
             .map_err(|e| Error::storage("fdatasync of the write-ahead log", e))
     }
 
-    pub(crate) fn is_full(&self) -> bool {
-        self.written >= self.segment_bytes
-    }
-
     /// Syncs the active segment and starts a new one at `next_group`. Returns the sealed
     /// segment, to be deleted once a checkpoint covers it.
     pub(crate) fn rotate(&mut self, next_group: u64) -> Result<PathBuf> {
         self.sync()?;
-        let next = Wal::create(&self.dir, next_group, self.segment_bytes)?;
+        let next = Wal::create(&self.dir, next_group)?;
         let sealed = std::mem::replace(self, next);
         Ok(sealed.path)
     }
@@ -134,7 +125,11 @@ pub(crate) fn segments(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The last group sled holds.
 pub(crate) fn applied_group(tree: &sled::Tree) -> Result<u64> {
-    match get(tree, APPLIED_KEY, "reading the last applied group")? {
+    match get(
+        &Kv::new(tree.clone()),
+        APPLIED_KEY,
+        "reading the last applied group",
+    )? {
         None => Ok(0),
         Some(bytes) => bytes
             .as_slice()

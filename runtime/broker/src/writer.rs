@@ -267,7 +267,7 @@ impl Writer {
             return;
         }
         let mut txn = Group::new(
-            &self.store.tree,
+            &self.store.kv,
             &self.config,
             self.clock.now_ms(),
             self.next_seq,
@@ -313,14 +313,15 @@ impl Writer {
             Some(e) => Err(e),
             None => {
                 changes.insert(APPLIED_KEY, &wal_group.to_be_bytes());
-                self.store
-                    .tree
-                    .apply_batch(changes.to_batch())
-                    .map_err(|e| Error::storage("applying a group commit", e))
+                Ok(self.store.kv.overlay.apply(&changes))
             }
         };
         match applied {
-            Ok(()) => {
+            Ok(overlay_bytes) => {
+                // A checkpoint covers exactly the groups up to this one: the durability
+                // stage seals the log segment right after this group's record.
+                let checkpoint = (overlay_bytes >= self.config.checkpoint_bytes)
+                    .then(|| self.store.kv.overlay.freeze());
                 self.next_seq = next_seq;
                 self.log_bytes = log_bytes;
                 self.next_wal_group += 1;
@@ -336,6 +337,7 @@ impl Writer {
                     last_seq: next_seq.saturating_sub(1),
                     group_number,
                     force_sync,
+                    checkpoint,
                 };
                 match self.to_durable.send(applied) {
                     Ok(()) => self.in_flight += 1,
@@ -365,7 +367,7 @@ impl Writer {
     fn trim_ids(&self) {
         let first = self
             .store
-            .tree
+            .kv
             .range(crate::records::log_key(0)..=crate::records::log_key(u64::MAX))
             .next()
             .map(|item| {
