@@ -100,9 +100,11 @@ pub struct Config {
     /// In buffered mode, the longest time an acknowledged write stays unsynced.
     /// Default: 1 s (Redis's `appendfsync everysec`).
     pub sync_interval: Duration,
-    /// How large the write-ahead log grows before a checkpoint makes sled durable and
-    /// deletes the log. Larger means fewer checkpoints and a longer replay after a
-    /// crash. Default: 32 MiB.
+    /// Bytes of writes (keys and values) applied between checkpoints. Until its
+    /// checkpoint, a write is held in memory in front of sled and in the write-ahead
+    /// log; the checkpoint writes it into sled, makes sled durable and deletes that part
+    /// of the log. Larger means fewer checkpoints, more memory (up to about twice this,
+    /// while one checkpoint runs) and a longer replay after a crash. Default: 32 MiB.
     pub checkpoint_bytes: u64,
     /// Entries per file of the id index (`ids/`), 16 bytes each. Larger means fewer
     /// files for a lookup by id to search, and more of the log to index again after a

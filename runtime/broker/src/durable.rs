@@ -1,7 +1,7 @@
 //! The durability stage: the second half of the group-commit pipeline.
 //!
-//! The writer (`writer.rs`) builds a group and applies its batch to sled, then hands the
-//! group to this stage as an [`Applied`] and goes on with the next group. The stage takes
+//! The writer (`writer.rs`) builds a group and applies it to memory in front of sled
+//! (`overlay.rs`), then hands the group to this stage as an [`Applied`] and goes on with the next group. The stage takes
 //! every group handed over so far, appends their records to the write-ahead log
 //! (`wal.rs`) with one `write`, in strict mode fdatasyncs once, and only then answers the
 //! groups and moves the durable seq on, in the order they were applied. While it waits
@@ -11,9 +11,11 @@
 //! Buffered mode answers once the records are written to the OS (a process crash keeps
 //! them) and fdatasyncs the log at least every [`crate::Config::sync_interval`].
 //!
-//! A full segment is sealed and handed to the checkpoint thread ([`Checkpoints`]), which
-//! flushes and syncs sled and then deletes the segments sled now covers. Closing ends
-//! with a checkpoint of everything, so a clean shutdown leaves no log to replay.
+//! When the writer has frozen the overlay's layer after a group, the segment is sealed
+//! right after that group's record, and the layer and the segment go to the checkpoint
+//! thread ([`Checkpoints`]), which writes the layer into sled, flushes and syncs sled, and
+//! then deletes the segment. Closing ends with a checkpoint of everything, so a clean
+//! shutdown leaves no log to replay.
 //!
 //! A failed write or sync stops the broker: every group still in the pipeline is
 //! answered with the failure.
@@ -32,7 +34,7 @@ use crate::wal::Wal;
 use crate::writer::{Pending, Shared};
 use crate::{Durability, Error, Result};
 
-/// A group whose batch is applied to sled but not yet durable.
+/// A group applied to the overlay but not yet durable.
 pub(crate) struct Applied {
     pub(crate) answers: Vec<Pending>,
     /// The group's writes, for its write-ahead log record.

@@ -76,6 +76,11 @@ impl Overlay {
         frozen
     }
 
+    /// How many frozen layers wait for their checkpoint.
+    pub(crate) fn frozen_layers(&self) -> usize {
+        self.read().frozen.len()
+    }
+
     /// Drops a frozen layer once sled holds it.
     pub(crate) fn release(&self, layer: &Arc<Layer>) {
         self.write().frozen.retain(|f| !Arc::ptr_eq(f, layer));

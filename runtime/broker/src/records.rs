@@ -1,8 +1,8 @@
 //! The on-disk layout: one sled tree, typed key prefixes, postcard-encoded values.
 //!
 //! Decision: a single tree, because `Tree::apply_batch` is atomic across the keys of one
-//! tree while multi-tree transactions cost far more; one group commit is then one batch.
-//! Keys sort so that each kind of record is a contiguous, ordered range:
+//! tree while multi-tree transactions cost far more; a checkpoint (`durable.rs`) writes
+//! its batches into one tree, the last-applied-group key last. Keys sort so that each kind of record is a contiguous, ordered range:
 //!
 //! | prefix | key                                  | value                 |
 //! |--------|--------------------------------------|-----------------------|

@@ -2,8 +2,9 @@
 //! in-memory view from it, and making it durable at checkpoints.
 //!
 //! sled caveats handled here, each a decision:
-//! - sled is made durable only at checkpoints (`durable.rs`); between them, the
-//!   write-ahead log (`wal.rs`) is what makes a group durable, and opening replays it.
+//! - sled receives groups and is made durable only at checkpoints (`durable.rs`);
+//!   between them, groups live in memory in front of it (`overlay.rs`), the write-ahead
+//!   log (`wal.rs`) is what makes a group durable, and opening replays it into sled.
 //! - `flush()` ends in `sync_file_range`, which starts and waits for writeback of the
 //!   data pages but is not an fsync: it does not flush the drive's cache and does not
 //!   persist file size changes. A checkpoint therefore fdatasyncs sled's data file after

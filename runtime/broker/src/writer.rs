@@ -3,7 +3,7 @@
 //! Every state-changing call becomes a [`Request`] on a channel. The writer takes the
 //! first waiting request, then every request that queued up behind it (up to
 //! [`MAX_GROUP_REQUESTS`]), builds all of them into one set of [`Changes`], applies it
-//! to sled as one batch and updates the in-memory view (queues wake their workers), then
+//! to the overlay in front of sled (`overlay.rs`) and updates the in-memory view (queues wake their workers), then
 //! hands the group to the durability stage (`durable.rs`), which appends every group
 //! handed over meanwhile to the write-ahead log with one write (in strict mode also one
 //! fdatasync), and only then answers. While one group is being made durable the next
@@ -320,8 +320,10 @@ impl Writer {
             Ok(overlay_bytes) => {
                 // A checkpoint covers exactly the groups up to this one: the durability
                 // stage seals the log segment right after this group's record.
-                let checkpoint = (overlay_bytes >= self.config.checkpoint_bytes)
-                    .then(|| self.store.kv.overlay.freeze());
+                let checkpoint = (overlay_bytes >= self.config.checkpoint_bytes).then(|| {
+                    self.wait_for_checkpoints();
+                    self.store.kv.overlay.freeze()
+                });
                 self.next_seq = next_seq;
                 self.log_bytes = log_bytes;
                 self.next_wal_group += 1;
@@ -362,7 +364,22 @@ impl Writer {
     }
 }
 
+/// Most frozen layers waiting for their checkpoint before the writer stalls.
+const MAX_FROZEN_LAYERS: usize = 1;
+
 impl Writer {
+    /// Stalls the writer while an earlier checkpoint still holds a frozen layer in
+    /// memory: writes then go no faster than sled takes them in, and the overlay holds
+    /// at most about twice [`Config::checkpoint_bytes`]. A failed broker never frees the
+    /// layer, so a failure ends the wait.
+    fn wait_for_checkpoints(&self) {
+        while self.store.kv.overlay.frozen_layers() >= MAX_FROZEN_LAYERS
+            && self.shared.failure().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Lets the id index delete the runs below the log's first event, once retention ran.
     fn trim_ids(&self) {
         let first = self
