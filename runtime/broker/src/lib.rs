@@ -34,7 +34,7 @@
 //! - `registry`: all handlers in memory, and the pattern index that routes events.
 //! - `records`: the key layout and the stored records.
 //! - `log`: the log stored in chunks of consecutive events.
-//! - `overlay`: what is not yet checkpointed, in memory in front of sled, and [`Kv`] that reads both.
+//! - `overlay`: what is not yet checkpointed, in memory in front of sled, and `Kv` that reads both.
 //! - `store`: opening sled, recovery, and the fdatasync of sled at a checkpoint.
 
 mod api;
