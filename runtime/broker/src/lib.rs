@@ -25,7 +25,7 @@
 //! - `wal`: the write-ahead log that makes a group durable, and its replay.
 //! - `changes`: a group's writes, and their write-ahead log record.
 //! - `txn`: building one group (publish with fan-out and dedup, commit, subscribe).
-//! - `ids`: the id index (lookups by id and by cause), in files of sorted hashes.
+//! - `ids`: the id index (lookups by id and by cause), in files of sorted hashes (`ids/run.rs`).
 //! - `dedup`: the dedup window, in memory.
 //! - `dlq`: dead-lettering, replay and discard.
 //! - `retention`: trimming the log; removing a handler.

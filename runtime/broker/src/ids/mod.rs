@@ -22,10 +22,9 @@
 //!   a hash may collide, and retention may have removed the event since.
 //! - Retention deletes the runs whose every seq is below the log's first event.
 
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+mod run;
+
+use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -33,17 +32,13 @@ use std::thread::JoinHandle;
 use choreo_core::{Event, EventId};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use run::{Run, load_runs, write_run};
+
 use crate::overlay::Kv;
-use crate::wal::sync_dir;
 use crate::{Error, Result};
 
 /// Where the runs live, inside the store directory.
 pub(crate) const IDS_DIR: &str = "ids";
-
-const MAGIC: &[u8; 8] = b"choreoI1";
-/// Magic, first seq, last seq, entry count, crc32 of the entries.
-const HEADER_BYTES: usize = 8 + 8 + 8 + 8 + 4;
-const ENTRY_BYTES: usize = 16;
 
 /// Seeds that keep the two kinds of key apart (part of the store format). They differ
 /// in their high bits: xxh3 adds the seed to a short input's bits, so seeds that differ
@@ -77,28 +72,6 @@ pub(crate) fn entries_of(event: &Event, seq: u64, entries: &mut Vec<IndexEntry>)
 struct Frozen {
     entries: Vec<IndexEntry>,
     number: u64,
-}
-
-/// A run file.
-#[derive(Debug)]
-struct Run {
-    number: u64,
-    first: u64,
-    last: u64,
-    count: u64,
-    /// The key of every [`BLOCK_ENTRIES`]th entry, so a lookup reads one block.
-    fences: Vec<u64>,
-    file: File,
-    path: PathBuf,
-}
-
-/// Entries per block of a run: a lookup finds the block in memory and reads it whole
-/// (4 KiB) instead of one entry per step of a binary search on disk.
-const BLOCK_ENTRIES: usize = 256;
-
-/// The fences of a run's sorted keys.
-fn fences(keys: impl Iterator<Item = u64>) -> Vec<u64> {
-    keys.step_by(BLOCK_ENTRIES).collect()
 }
 
 #[derive(Debug, Default)]
@@ -302,7 +275,7 @@ fn lock(tables: &Mutex<Tables>) -> MutexGuard<'_, Tables> {
 
 fn run_job(dir: &Path, tables: &Mutex<Tables>, job: Job) {
     match job {
-        Job::Write(frozen) => match write_run(dir, &frozen) {
+        Job::Write(frozen) => match write_run(dir, frozen.number, &frozen.entries) {
             Ok(run) => {
                 let mut tables = lock(tables);
                 tables.frozen.retain(|f| !Arc::ptr_eq(f, &frozen));
@@ -332,151 +305,6 @@ fn run_job(dir: &Path, tables: &Mutex<Tables>, job: Job) {
     }
 }
 
-fn run_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:020}.run"))
-}
-
-fn write_run(dir: &Path, frozen: &Frozen) -> std::io::Result<Run> {
-    let first = frozen.entries.iter().map(|e| e.1).min().unwrap_or(0);
-    let last = frozen.entries.iter().map(|e| e.1).max().unwrap_or(0);
-    let mut body = Vec::with_capacity(frozen.entries.len() * ENTRY_BYTES);
-    for (key, seq) in &frozen.entries {
-        body.extend_from_slice(&key.to_be_bytes());
-        body.extend_from_slice(&seq.to_be_bytes());
-    }
-    let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&first.to_be_bytes());
-    bytes.extend_from_slice(&last.to_be_bytes());
-    bytes.extend_from_slice(&(frozen.entries.len() as u64).to_be_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-    bytes.extend_from_slice(&body);
-    let path = run_path(dir, frozen.number);
-    let temporary = path.with_extension("tmp");
-    {
-        let mut file = File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-    }
-    std::fs::rename(&temporary, &path)?;
-    sync_dir(dir)?;
-    Ok(Run {
-        number: frozen.number,
-        first,
-        last,
-        count: frozen.entries.len() as u64,
-        fences: fences(frozen.entries.iter().map(|(key, _)| *key)),
-        file: File::open(&path)?,
-        path,
-    })
-}
-
-impl Run {
-    /// Reads `count` entries from entry `from` on.
-    fn read_entries(&self, from: usize, count: usize) -> Result<Vec<u8>> {
-        let mut bytes = vec![0u8; count * ENTRY_BYTES];
-        self.file
-            .read_exact_at(&mut bytes, (HEADER_BYTES + from * ENTRY_BYTES) as u64)
-            .map_err(|e| Error::storage("reading the id index", e))?;
-        Ok(bytes)
-    }
-
-    /// Adds the seqs of the entries with `key` to `seqs`.
-    fn find(&self, key: u64, seqs: &mut Vec<u64>) -> Result<()> {
-        // The first block that can hold `key`: the one before the first fence at or
-        // past it (the entries before that fence are all below `key`).
-        let mut block = self
-            .fences
-            .partition_point(|fence| *fence < key)
-            .saturating_sub(1);
-        let count = self.count as usize;
-        while block * BLOCK_ENTRIES < count {
-            let from = block * BLOCK_ENTRIES;
-            let bytes = self.read_entries(from, BLOCK_ENTRIES.min(count - from))?;
-            for entry in bytes.chunks_exact(ENTRY_BYTES) {
-                let (k, seq) = entry.split_at(8);
-                let k = u64::from_be_bytes(k.try_into().expect("8 bytes"));
-                if k > key {
-                    return Ok(());
-                }
-                if k == key {
-                    seqs.push(u64::from_be_bytes(seq.try_into().expect("8 bytes")));
-                }
-            }
-            // Every entry of the block was at or below `key`: the next may hold more.
-            block += 1;
-        }
-        Ok(())
-    }
-}
-
-/// The runs in `dir` that are whole and end at or before `last_seq`; every other file
-/// there is deleted.
-fn load_runs(dir: &Path, last_seq: u64) -> Result<Vec<Run>> {
-    let listing = std::fs::read_dir(dir).map_err(|e| Error::storage("listing the id index", e))?;
-    let mut runs = Vec::new();
-    for item in listing {
-        let item = item.map_err(|e| Error::storage("listing the id index", e))?;
-        let path = item.path();
-        let number = path
-            .extension()
-            .filter(|ext| *ext == "run")
-            .and_then(|_| path.file_stem()?.to_str()?.parse::<u64>().ok());
-        let verdict = match number {
-            Some(number) => check_run(&path, number, last_seq),
-            None => Err("not a run file".to_owned()),
-        };
-        match verdict {
-            Ok(run) => runs.push(run),
-            Err(why) => {
-                tracing::warn!(path = %path.display(), why, "broker.index deletes a run; its events are indexed again from the log");
-                std::fs::remove_file(&path)
-                    .map_err(|e| Error::storage("deleting a stale id index run", e))?;
-            }
-        }
-    }
-    Ok(runs)
-}
-
-fn check_run(path: &Path, number: u64, last_seq: u64) -> std::result::Result<Run, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
-    let field =
-        |at: usize| -> u64 { u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes")) };
-    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
-        return Err("no run header".into());
-    }
-    let (first, last, count) = (field(8), field(16), field(24));
-    let crc = u32::from_be_bytes(bytes[32..36].try_into().expect("4 bytes"));
-    let body = &bytes[HEADER_BYTES..];
-    if Some(body.len() as u64) != count.checked_mul(ENTRY_BYTES as u64) {
-        return Err(format!(
-            "{} bytes of entries for {count} entries",
-            body.len()
-        ));
-    }
-    if crc32fast::hash(body) != crc {
-        return Err("checksum mismatch".into());
-    }
-    if last > last_seq {
-        return Err(format!(
-            "indexes seqs up to {last}, past the log's last seq {last_seq}"
-        ));
-    }
-    let file = File::open(path).map_err(|e| format!("unreadable: {e}"))?;
-    Ok(Run {
-        number,
-        first,
-        last,
-        count,
-        fences: fences(
-            body.chunks_exact(ENTRY_BYTES)
-                .map(|entry| u64::from_be_bytes(entry[..8].try_into().expect("8 bytes"))),
-        ),
-        file,
-        path: path.to_owned(),
-    })
-}
-
 /// Adds the entries of the logged events with seqs in `from..=to` to `entries`.
 fn reindex(tree: &Kv, from: u64, to: u64, entries: &mut Vec<IndexEntry>) -> Result<()> {
     crate::log::scan(tree, from, to, |_, entry| {
@@ -488,6 +316,10 @@ fn reindex(tree: &Kv, from: u64, to: u64, entries: &mut Vec<IndexEntry>) -> Resu
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+    use std::path::PathBuf;
+
+    use super::run::{HEADER_BYTES, check_run, run_path};
     use super::*;
     use crate::log::ChunkBuilder;
     use choreo_core::Topic;
