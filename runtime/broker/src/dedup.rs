@@ -2,7 +2,7 @@
 //! [`crate::Config::dedup_window`], to recognise a second publish of the same event.
 //!
 //! Decision: held in memory, the way JetStream holds its duplicate window, rather than as
-//! an index key per event in sled (the largest single cost of a publish; see `ids.rs`).
+//! an index key per event in sled (the largest single cost of a publish; see `ids/`).
 //! - An entry is a 128-bit xxh3 hash of (`source`, `id`) and the seq it was published
 //!   at: about 40 bytes per event published within the window. Two different events
 //!   share a hash with a chance near 2⁻¹²⁸ per pair, far below the disk's own rate of

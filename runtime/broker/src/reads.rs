@@ -1,5 +1,5 @@
 //! Reads served straight from the tree: the log, events by id and by cause (found
-//! through the id index, `ids.rs`), handler state and dead-letters. They never go
+//! through the id index, `ids/`), handler state and dead-letters. They never go
 //! through the writer.
 //!
 //! Nobody outside a delivery sees a write that a crash could still take back. Log

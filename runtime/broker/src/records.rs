@@ -16,7 +16,7 @@
 //! | `M`    | `wal`                                | the last group applied (u64 BE, `wal.rs`) |
 //!
 //! Beside the tree, the store directory holds the write-ahead log (`wal/`, `wal.rs`) and
-//! the id index (`ids/`, `ids.rs`).
+//! the id index (`ids/`).
 //!
 //! `0x00` cannot occur in a handler name, so it ends one unambiguously. A queue entry is
 //! a bit in a `Q` chunk plus, once it has been leased or retried, a `D` record with its
@@ -26,7 +26,7 @@
 //! Decision: nothing is written to sled per event. sled 0.34 pays per key written (a
 //! leaf copy, a log fragment, a deferred free of the old copy), so records that many
 //! events share (log chunks, queue chunks) are written once per group, and the indexes
-//! by id live outside sled: the id index in files of sorted hashes (`ids.rs`), the dedup
+//! by id live outside sled: the id index in files of sorted hashes (`ids/`), the dedup
 //! window in memory (`dedup.rs`).
 
 use choreo_core::{HandlerName, Pattern};
@@ -39,7 +39,7 @@ use crate::{DeadLetterCause, Error, Result, RetryPolicy};
 /// 3: the log is stored in chunks of consecutive events (`log.rs`), not one value each.
 /// 4: queue membership in bitmap chunks (`queued.rs`), delivery state in `D` records.
 /// 5: a write-ahead log (`wal.rs`) holds what sled has not been synced with.
-/// 6: the id and causation indexes left sled for `ids/` (`ids.rs`).
+/// 6: the id and causation indexes left sled for `ids/`.
 pub(crate) const FORMAT: u32 = 6;
 
 pub(crate) const META_KEY: &[u8] = b"Mmeta";

@@ -6,7 +6,7 @@
 //! skipped and the sweep goes on past it, so one stuck delivery does not stop the log
 //! from being trimmed. Each sweep inspects at most [`MAX_RETENTION_SCAN`] entries and runs
 //! as a group of its own, so nothing else in its batch can depend on what it deletes.
-//! The id index is trimmed after it, by whole run files (`ids.rs`): entries of removed
+//! The id index is trimmed after it, by whole run files (`ids/`): entries of removed
 //! events left in a run are found stale when their event is read.
 
 use choreo_core::HandlerName;

@@ -5,7 +5,7 @@
 //! for its input leaves the group (and the store) as it was. Sequence numbers are given
 //! out here, in request order; appending an event and enqueueing it for every matching
 //! handler land in the same batch, which is what makes fan-out atomic with the append.
-//! The group also collects the id index's entries of its events (`ids.rs`), added once
+//! The group also collects the id index's entries of its events (`ids/`), added once
 //! the batch is applied, and checks publishes against the dedup window (`dedup.rs`).
 //! Dead-letters and replays live in `dlq.rs`, retention and handler removal in
 //! `retention.rs`; both add to the same [`Group`].
