@@ -23,6 +23,13 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// window is not stored again: its entry reports the first copy's seq.
     async fn publish(&self, events: Vec<Event>) -> Result<Vec<Published>>;
 
+    /// [`Broker::publish`] for events whose ids were generated for them just now (an
+    /// HTTP publish without a `ce-id`): an id that cannot repeat is not looked up in the
+    /// dedup window, nor kept in it, which is memory the window does not need.
+    async fn publish_fresh(&self, events: Vec<Event>) -> Result<Vec<Published>> {
+        self.publish(events).await
+    }
+
     /// Creates the handler's queue, starting at `subscription.start`, or, for a handler
     /// that exists, replaces its patterns, retry policy and concurrency and keeps its
     /// queue, dead-letters, state and paused flag.

@@ -116,8 +116,9 @@ pub struct Config {
     /// A second publish with the same `source` and `id` within this window returns the
     /// first event's seq and stores nothing. Default: 2 min (JetStream's default).
     ///
-    /// The window is held in memory, about 40 bytes per event published within it (at
-    /// 30,000 publishes/s for 2 min, ≈ 150 MB); shorten it for sustained higher rates.
+    /// The window is held in memory, about 40 bytes per event published within it with
+    /// an id of its publisher's (at 30,000 such publishes/s for 2 min, ≈ 150 MB); shorten
+    /// it for sustained higher rates. Events whose ids choreo generated are not kept.
     pub dedup_window: Duration,
     /// Default: see [`Retention`].
     pub retention: Retention,

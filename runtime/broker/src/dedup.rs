@@ -8,7 +8,10 @@
 //!   share a hash with a chance near 2⁻¹²⁸ per pair, far below the disk's own rate of
 //!   undetected errors, so a match is taken as the same event without reading it back.
 //! - Only [`crate::Broker::publish`] adds to it. The events a handler publishes carry ids
-//!   the runtime generated, and their commit is already exactly-once (the outbox).
+//!   the runtime generated, and their commit is already exactly-once (the outbox); an
+//!   HTTP publish without a `ce-id` gets a fresh id ([`crate::Broker::publish_fresh`]).
+//!   Neither can repeat. (After a restart, the rebuilt window holds every event of the
+//!   window's span, whatever published it: more than needed, never less.)
 //! - Entries expire by seq: the window remembers the first seq of each append time, so
 //!   the oldest seq still inside the window is known; older entries are swept out once
 //!   the window has moved on by half of what it holds.

@@ -241,6 +241,15 @@ impl Broker for SledBroker {
         self.call(|reply| Request::Publish(events, reply)).await
     }
 
+    async fn publish_fresh(&self, events: Vec<Event>) -> Result<Vec<Published>> {
+        if events.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        self.check_events(&events)?;
+        self.call(|reply| Request::PublishFresh(events, reply))
+            .await
+    }
+
     async fn subscribe(&self, subscription: Subscription) -> Result<()> {
         if subscription.patterns.is_empty() {
             return Err(Error::NoPatterns {

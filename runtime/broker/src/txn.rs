@@ -239,6 +239,19 @@ impl<'a> Group<'a> {
             .collect()
     }
 
+    /// Appends each event, without looking its id up in the dedup window or keeping it
+    /// there: its id was generated just now.
+    pub(crate) fn publish_fresh(
+        &mut self,
+        registry: &Registry,
+        events: Vec<Event>,
+    ) -> Result<Vec<Published>> {
+        events
+            .into_iter()
+            .map(|event| self.append(registry, event))
+            .collect()
+    }
+
     /// Appends one event and enqueues it for every matching handler.
     pub(crate) fn append(&mut self, registry: &Registry, event: Event) -> Result<Published> {
         let seq = self.next_seq;

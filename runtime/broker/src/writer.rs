@@ -44,6 +44,8 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 #[derive(Debug)]
 pub(crate) enum Request {
     Publish(Vec<Event>, Reply<Vec<Published>>),
+    /// Events with ids generated just now: no dedup (`Broker::publish_fresh`).
+    PublishFresh(Vec<Event>, Reply<Vec<Published>>),
     Commit(Vec<Outcome>, Reply<Vec<Committed>>),
     Subscribe(Subscription, Reply<()>),
     SetPaused(HandlerName, bool, Reply<()>),
@@ -422,6 +424,9 @@ fn build(
     }
     Ok(match request {
         Request::Publish(events, reply) => answer!(reply, txn.publish(registry, events)),
+        Request::PublishFresh(events, reply) => {
+            answer!(reply, txn.publish_fresh(registry, events))
+        }
         Request::Commit(outcomes, reply) => answer!(reply, txn.commit(registry, outcomes)),
         Request::Subscribe(sub, reply) => answer!(reply, txn.subscribe(registry, sub)),
         Request::SetPaused(handler, paused, reply) => {
@@ -452,7 +457,7 @@ fn pending_for(request: Request) -> Pending {
         })
     }
     match request {
-        Request::Publish(_, reply) => fail(reply),
+        Request::Publish(_, reply) | Request::PublishFresh(_, reply) => fail(reply),
         Request::Commit(_, reply) => fail(reply),
         Request::Subscribe(_, reply)
         | Request::SetPaused(_, _, reply)

@@ -112,6 +112,9 @@ async fn publish(
     }
     let (parts, body) = request.into_parts();
     let body = read_body(state, body).await?;
+    // A binary event without a `ce-id` gets an id generated now, which cannot repeat:
+    // the broker need not keep it in its dedup window. (Structured events require one.)
+    let fresh = mode == Mode::Binary && !parts.headers.contains_key("ce-id");
     let event = match (mode, destination) {
         (Mode::Binary, Destination::Path(topic)) => binary_event(topic, &parts.headers, &body)?,
         (Mode::Binary, Destination::TopicAttribute) => {
@@ -149,8 +152,8 @@ async fn publish(
         }
     };
     Ok(match reply {
-        None => publish_one(state, event).await,
-        Some(timeout) => publish_and_wait(state, event, timeout).await,
+        None => publish_one(state, event, fresh).await,
+        Some(timeout) => publish_and_wait(state, event, fresh, timeout).await,
     })
 }
 
@@ -184,8 +187,9 @@ fn check_source(event: &Event) -> Result<(), Problem> {
     Ok(())
 }
 
-async fn publish_one(state: &AppState, event: Event) -> Reply {
-    match state.broker.publish(vec![event]).await {
+/// Publishes one event; `fresh` when its id was generated here.
+async fn publish_one(state: &AppState, event: Event, fresh: bool) -> Reply {
+    match publish_events_to(state, vec![event], fresh).await {
         Ok(published) => json(StatusCode::ACCEPTED, &Accepted::from(first(&published))),
         Err(err) => broker_problem(err),
     }
@@ -202,7 +206,12 @@ async fn publish_batch(state: &AppState, events: Vec<Event>) -> Reply {
 }
 
 /// Publishes a request with `replyto` set to `$reply.<id>` and waits for its reply.
-async fn publish_and_wait(state: &AppState, mut event: Event, timeout: Duration) -> Reply {
+async fn publish_and_wait(
+    state: &AppState,
+    mut event: Event,
+    fresh: bool,
+    timeout: Duration,
+) -> Reply {
     let topic = match Topic::reply_to(&event.id) {
         Ok(topic) => topic,
         Err(err) => {
@@ -234,12 +243,24 @@ async fn publish_and_wait(state: &AppState, mut event: Event, timeout: Duration)
             .into_response();
         }
     };
-    let published = match state.broker.publish(vec![event]).await {
+    let published = match publish_events_to(state, vec![event], fresh).await {
         Ok(published) => first(&published).clone(),
         Err(err) => return broker_problem(err),
     };
     tracing::debug!(event_id = %published.id, seq = published.seq, "waiting for a reply");
     reply::await_reply(state.broker.as_ref(), waiter, &published, timeout).await
+}
+
+async fn publish_events_to(
+    state: &AppState,
+    events: Vec<Event>,
+    fresh: bool,
+) -> choreo_broker::Result<Vec<Published>> {
+    if fresh {
+        state.broker.publish_fresh(events).await
+    } else {
+        state.broker.publish(events).await
+    }
 }
 
 fn first(published: &[Published]) -> &Published {

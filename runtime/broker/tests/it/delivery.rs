@@ -179,6 +179,29 @@ async fn a_duplicate_publish_returns_the_original_seq() {
     assert_eq!(found.seq, 2);
 }
 
+#[tokio::test]
+async fn a_fresh_publish_is_neither_checked_against_nor_kept_in_the_dedup_window() {
+    let store = Store::new();
+    let kept = store.broker.publish(vec![with_id("a", "k")]).await.unwrap();
+    // Fresh events are appended even when the window holds their (source, id): their
+    // ids are generated, so the caller vouches they cannot repeat.
+    let fresh = store
+        .broker
+        .publish_fresh(vec![with_id("a", "k"), with_id("a", "f")])
+        .await
+        .unwrap();
+    assert!(fresh.iter().all(|p| !p.duplicate));
+    assert!(fresh[0].seq > kept[0].seq);
+    // And the window did not keep them.
+    let later = store.broker.publish(vec![with_id("a", "f")]).await.unwrap();
+    assert!(!later[0].duplicate);
+    assert!(later[0].seq > fresh[1].seq);
+    assert!(matches!(
+        store.broker.publish_fresh(Vec::new()).await,
+        Err(choreo_broker::Error::EmptyBatch)
+    ));
+}
+
 #[tokio::test(start_paused = true)]
 async fn dedup_ends_with_its_window() {
     let store = Store::with(|c| c.dedup_window = Duration::from_secs(60));
