@@ -2,9 +2,10 @@
 //!
 //! A lease marks entries in the in-memory queue at once and hands the deliveries out;
 //! their lease records are noted for the writer, which writes them with its next group
-//! (see [`crate::writer::Shared::note_leased`]). When nothing is leasable the call sleeps until
-//! the handler's [`tokio::sync::Notify`] fires (new entries, a settled commit, a resume)
-//! or until the earliest backoff end or lease expiry, and never past `wait`: no polling.
+//! (see [`crate::writer::Shared::note_leased`]). When nothing is leasable the call sleeps
+//! until the handler's [`tokio::sync::Notify`] fires (new entries, a settled commit, a
+//! resume) or until the earliest backoff end or lease expiry, and never past `wait`: no
+//! polling.
 //! The only await is that sleep, before anything is leased: a lease future dropped
 //! there leases nothing (the trait promises callers this cancel-safety).
 

@@ -226,6 +226,17 @@ fn chunk_at(tree: &Kv, seq: u64) -> Result<Option<(sled::IVec, sled::IVec)>> {
         .map_err(|e| Error::storage("reading the log", e))
 }
 
+/// The seq of the log's first event, if it holds any.
+pub(crate) fn first_seq(tree: &Kv) -> Result<Option<u64>> {
+    match tree.range(log_key(0)..=log_key(u64::MAX)).next() {
+        Some(item) => {
+            let (key, _) = item.map_err(|e| Error::storage("reading the log", e))?;
+            crate::records::log_seq(&key).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
 /// Reads one event, if the log holds it.
 pub(crate) fn read(tree: &Kv, seq: u64) -> Result<Option<RecordedEvent>> {
     let Some((key, value)) = chunk_at(tree, seq)? else {

@@ -16,6 +16,7 @@
 //! its last write in the layer: a value, or `None` for a removal, which hides what sled
 //! still holds.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -202,10 +203,11 @@ impl Kv {
             page: VecDeque::new(),
             page_size: FIRST_PAGE,
             overlay_done: false,
+            // Fused: a sled iterator is not promised to stay at its end.
             sled: if reverse {
-                Box::new(sled.rev())
+                Box::new(sled.rev().fuse())
             } else {
-                Box::new(sled)
+                Box::new(sled.fuse())
             },
             sled_next: None,
         }
@@ -278,27 +280,27 @@ impl Iter {
         self.map(|item| item.map(|(key, _)| key))
     }
 
-    /// The overlay's next write, reading the next page when needed.
-    fn peek_overlay(&mut self) -> Option<&(IVec, Option<IVec>)> {
-        if self.page.is_empty() && !self.overlay_done {
-            let page = self.overlay.page(
-                (borrowed(&self.low), borrowed(&self.high)),
-                self.reverse,
-                self.page_size,
-            );
-            self.overlay_done = page.len() < self.page_size;
-            self.page_size = (self.page_size * 2).min(MAX_PAGE);
-            if let Some((last, _)) = page.last() {
-                let past = Bound::Excluded(last.clone());
-                if self.reverse {
-                    self.high = past;
-                } else {
-                    self.low = past;
-                }
-            }
-            self.page.extend(page);
+    /// Reads the overlay's next page when the current one is used up.
+    fn fill_page(&mut self) {
+        if !self.page.is_empty() || self.overlay_done {
+            return;
         }
-        self.page.front()
+        let page = self.overlay.page(
+            (borrowed(&self.low), borrowed(&self.high)),
+            self.reverse,
+            self.page_size,
+        );
+        self.overlay_done = page.len() < self.page_size;
+        self.page_size = (self.page_size * 2).min(MAX_PAGE);
+        if let Some((last, _)) = page.last() {
+            let past = Bound::Excluded(last.clone());
+            if self.reverse {
+                self.high = past;
+            } else {
+                self.low = past;
+            }
+        }
+        self.page.extend(page);
     }
 }
 
@@ -314,29 +316,26 @@ impl Iterator for Iter {
                     None => {}
                 }
             }
-            let reverse = self.reverse;
-            let sled_key = self.sled_next.as_ref().map(|(key, _)| key.clone());
-            let take_overlay = match (self.peek_overlay(), sled_key) {
+            self.fill_page();
+            // Which side comes first in this iterator's direction.
+            let order = match (self.page.front(), &self.sled_next) {
                 (None, None) => return None,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some((o, _)), Some(s)) => {
-                    let first = if reverse { *o >= s } else { *o <= s };
-                    if *o == s {
-                        // The overlay's write replaces sled's value.
-                        self.sled_next = None;
-                    }
-                    first
-                }
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((o, _)), Some((s, _))) if self.reverse => s.cmp(o),
+                (Some((o, _)), Some((s, _))) => o.cmp(s),
             };
-            if take_overlay {
-                let (key, write) = self.page.pop_front().expect("peeked");
-                match write {
-                    Some(value) => return Some(Ok((key, value))),
-                    None => continue,
-                }
+            if order == Ordering::Greater {
+                return self.sled_next.take().map(Ok);
             }
-            return self.sled_next.take().map(Ok);
+            if order == Ordering::Equal {
+                // The overlay's write replaces sled's value.
+                self.sled_next = None;
+            }
+            let (key, write) = self.page.pop_front().expect("the page has a front");
+            if let Some(value) = write {
+                return Some(Ok((key, value)));
+            }
         }
     }
 }

@@ -154,6 +154,19 @@ impl SledBroker {
         answer.await.map_err(|_| Error::Closed)?
     }
 
+    async fn publish_checked(&self, events: Vec<Event>, dedup: bool) -> Result<Vec<Published>> {
+        if events.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        self.check_events(&events)?;
+        self.call(|reply| Request::Publish {
+            events,
+            dedup,
+            reply,
+        })
+        .await
+    }
+
     fn check_events(&self, events: &[Event]) -> Result<()> {
         if events.len() > MAX_BATCH_EVENTS {
             return Err(Error::BatchTooLarge {
@@ -234,20 +247,11 @@ impl Drop for SledBroker {
 #[async_trait]
 impl Broker for SledBroker {
     async fn publish(&self, events: Vec<Event>) -> Result<Vec<Published>> {
-        if events.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
-        self.check_events(&events)?;
-        self.call(|reply| Request::Publish(events, reply)).await
+        self.publish_checked(events, true).await
     }
 
     async fn publish_fresh(&self, events: Vec<Event>) -> Result<Vec<Published>> {
-        if events.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
-        self.check_events(&events)?;
-        self.call(|reply| Request::PublishFresh(events, reply))
-            .await
+        self.publish_checked(events, false).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<()> {

@@ -218,16 +218,22 @@ impl<'a> Group<'a> {
             .push(seq, &self.scratch);
     }
 
-    /// Appends each event, or reports the earlier copy when (`source`, `id`) was
-    /// published within the dedup window.
+    /// Appends each event. With `dedup`, an event whose (`source`, `id`) was published
+    /// within the dedup window is reported as the earlier copy instead, and the others
+    /// are kept in the window; without it (ids generated just now), the window is not
+    /// consulted.
     pub(crate) fn publish(
         &mut self,
         registry: &Registry,
         events: Vec<Event>,
+        dedup: bool,
     ) -> Result<Vec<Published>> {
         events
             .into_iter()
             .map(|event| {
+                if !dedup {
+                    return self.append(registry, event);
+                }
                 let key = dedup_key(&event.source, event.id.as_str());
                 if let Some(seq) = self.dedup.get(key, self.now_ms) {
                     return Ok(duplicate(event, seq));
@@ -236,19 +242,6 @@ impl<'a> Group<'a> {
                 self.dedup.insert(key, published.seq, self.now_ms);
                 Ok(published)
             })
-            .collect()
-    }
-
-    /// Appends each event, without looking its id up in the dedup window or keeping it
-    /// there: its id was generated just now.
-    pub(crate) fn publish_fresh(
-        &mut self,
-        registry: &Registry,
-        events: Vec<Event>,
-    ) -> Result<Vec<Published>> {
-        events
-            .into_iter()
-            .map(|event| self.append(registry, event))
             .collect()
     }
 

@@ -3,12 +3,12 @@
 //! Every state-changing call becomes a [`Request`] on a channel. The writer takes the
 //! first waiting request, then every request that queued up behind it (up to
 //! [`MAX_GROUP_REQUESTS`]), builds all of them into one set of [`Changes`], applies it
-//! to the overlay in front of sled (`overlay.rs`) and updates the in-memory view (queues wake their workers), then
-//! hands the group to the durability stage (`durable.rs`), which appends every group
-//! handed over meanwhile to the write-ahead log with one write (in strict mode also one
-//! fdatasync), and only then answers. While one group is being made durable the next
-//! ones are built, so under load many publishers share each sync: this is what makes
-//! strict durability affordable.
+//! to the overlay in front of sled (`overlay.rs`) and updates the in-memory view (queues
+//! wake their workers), then hands the group to the durability stage (`durable.rs`),
+//! which appends every group handed over meanwhile to the write-ahead log with one write
+//! (in strict mode also one fdatasync), and only then answers. While one group is being
+//! made durable the next ones are built, so under load many publishers share each sync:
+//! this is what makes strict durability affordable.
 //!
 //! [`Changes`]: crate::changes::Changes
 //!
@@ -43,9 +43,13 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 /// A change for the writer to make.
 #[derive(Debug)]
 pub(crate) enum Request {
-    Publish(Vec<Event>, Reply<Vec<Published>>),
-    /// Events with ids generated just now: no dedup (`Broker::publish_fresh`).
-    PublishFresh(Vec<Event>, Reply<Vec<Published>>),
+    /// `dedup` is false for events whose ids were generated just now
+    /// (`Broker::publish_fresh`).
+    Publish {
+        events: Vec<Event>,
+        dedup: bool,
+        reply: Reply<Vec<Published>>,
+    },
     Commit(Vec<Outcome>, Reply<Vec<Committed>>),
     Subscribe(Subscription, Reply<()>),
     SetPaused(HandlerName, bool, Reply<()>),
@@ -384,21 +388,13 @@ impl Writer {
 
     /// Lets the id index delete the runs below the log's first event, once retention ran.
     fn trim_ids(&self) {
-        let first = self
-            .store
-            .kv
-            .range(crate::records::log_key(0)..=crate::records::log_key(u64::MAX))
-            .next()
-            .map(|item| {
-                item.ok()
-                    .and_then(|(key, _)| crate::records::log_seq(&key).ok())
-            });
-        match first {
-            Some(Some(first)) => self.ids.trim(first),
+        match crate::log::first_seq(&self.store.kv) {
+            Ok(Some(first)) => self.ids.trim(first),
             // An empty log: every run is below the next event.
-            None => self.ids.trim(self.next_seq),
-            // Unreadable: keep every run; the next sweep tries again.
-            Some(None) => {}
+            Ok(None) => self.ids.trim(self.next_seq),
+            Err(e) => {
+                tracing::warn!(error = %e, "broker.index kept its runs: the log's first seq is unreadable")
+            }
         }
     }
 }
@@ -423,10 +419,11 @@ fn build(
         };
     }
     Ok(match request {
-        Request::Publish(events, reply) => answer!(reply, txn.publish(registry, events)),
-        Request::PublishFresh(events, reply) => {
-            answer!(reply, txn.publish_fresh(registry, events))
-        }
+        Request::Publish {
+            events,
+            dedup,
+            reply,
+        } => answer!(reply, txn.publish(registry, events, dedup)),
         Request::Commit(outcomes, reply) => answer!(reply, txn.commit(registry, outcomes)),
         Request::Subscribe(sub, reply) => answer!(reply, txn.subscribe(registry, sub)),
         Request::SetPaused(handler, paused, reply) => {
@@ -457,7 +454,7 @@ fn pending_for(request: Request) -> Pending {
         })
     }
     match request {
-        Request::Publish(_, reply) | Request::PublishFresh(_, reply) => fail(reply),
+        Request::Publish { reply, .. } => fail(reply),
         Request::Commit(_, reply) => fail(reply),
         Request::Subscribe(_, reply)
         | Request::SetPaused(_, _, reply)

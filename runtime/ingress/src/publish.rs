@@ -189,7 +189,7 @@ fn check_source(event: &Event) -> Result<(), Problem> {
 
 /// Publishes one event; `fresh` when its id was generated here.
 async fn publish_one(state: &AppState, event: Event, fresh: bool) -> Reply {
-    match publish_events_to(state, vec![event], fresh).await {
+    match broker_publish(state, vec![event], fresh).await {
         Ok(published) => json(StatusCode::ACCEPTED, &Accepted::from(first(&published))),
         Err(err) => broker_problem(err),
     }
@@ -243,7 +243,7 @@ async fn publish_and_wait(
             .into_response();
         }
     };
-    let published = match publish_events_to(state, vec![event], fresh).await {
+    let published = match broker_publish(state, vec![event], fresh).await {
         Ok(published) => first(&published).clone(),
         Err(err) => return broker_problem(err),
     };
@@ -251,7 +251,8 @@ async fn publish_and_wait(
     reply::await_reply(state.broker.as_ref(), waiter, &published, timeout).await
 }
 
-async fn publish_events_to(
+/// `Broker::publish`, or `Broker::publish_fresh` when the events' ids were generated here.
+async fn broker_publish(
     state: &AppState,
     events: Vec<Event>,
     fresh: bool,

@@ -156,7 +156,8 @@ impl IdIndex {
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
         };
-        index.add(Vec::new());
+        // What opening indexed again may already fill runs.
+        index.freeze_full(&mut index.tables());
         Ok(index)
     }
 
@@ -172,6 +173,11 @@ impl IdIndex {
         } else {
             tables.fresh.extend_from_slice(&entries);
         }
+        self.freeze_full(&mut tables);
+    }
+
+    /// Freezes the table into runs while it holds a run's worth, and has them written.
+    fn freeze_full(&self, tables: &mut Tables) {
         let run_entries = tables.run_entries;
         while tables.fresh.len() >= run_entries {
             // The table is in seq order. A run ends with the last entry of a seq, so
