@@ -8,6 +8,8 @@
 //! extension attributes: `dlqhandler`, `dlqcause` (`rejected` or `retries-exhausted`),
 //! `dlqreason`, `dlqattempts`, `dlqseq`, `dlqtopic`.
 
+use std::sync::Arc;
+
 use choreo_core::{Event, EventId, HandlerName, RecordedEvent, Topic};
 
 use crate::clock::timestamp;
@@ -74,6 +76,7 @@ impl Group<'_> {
                 handler: handler.clone(),
                 seq,
                 record,
+                event: Some(Arc::new(event.event)),
             });
         }
         self.effects.push(Effect::DeadLettersRemoved {

@@ -8,15 +8,19 @@
 //! polling.
 //! The only await is that sleep, before anything is leased: a lease future dropped
 //! there leases nothing (the trait promises callers this cancel-safety).
+//!
+//! A leased entry's event comes from the queue when it held one (`queue.rs`), else from
+//! the log.
 
 use std::time::Duration;
 
-use choreo_core::HandlerName;
+use choreo_core::{Event, HandlerName, RecordedEvent};
 use tokio::time::Instant;
 
 use crate::clock::millis;
 use crate::config::MAX_LEASE_BATCH;
 use crate::log;
+use crate::queue::Leased;
 use crate::{Delivery, DeliveryToken, Error, Result, SledBroker};
 
 impl SledBroker {
@@ -60,8 +64,8 @@ impl SledBroker {
                 }
             };
             if !scan.leased.is_empty() {
+                let events = self.leased_events(&scan.leased)?;
                 let seqs: Vec<u64> = scan.leased.iter().map(|l| l.seq).collect();
-                let events = log::read_held_many(&self.tree, &seqs)?;
                 self.shared.note_leased(handler.clone(), seqs);
                 return Ok(scan
                     .leased
@@ -89,5 +93,28 @@ impl SledBroker {
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+
+    /// The events of `leased`, in its order: those the queue held, and the rest read
+    /// from the log in one pass.
+    fn leased_events(&self, leased: &[Leased]) -> Result<Vec<RecordedEvent>> {
+        let missing: Vec<u64> = leased
+            .iter()
+            .filter(|l| l.event.is_none())
+            .map(|l| l.seq)
+            .collect();
+        let mut read = log::read_held_many(&self.tree, &missing)?.into_iter();
+        leased
+            .iter()
+            .map(|l| match &l.event {
+                Some(event) => Ok(RecordedEvent {
+                    seq: l.seq,
+                    event: Event::clone(event),
+                }),
+                None => read.next().ok_or_else(|| {
+                    Error::corrupt(format!("event seq {}", l.seq), "missing from the log")
+                }),
+            })
+            .collect()
     }
 }

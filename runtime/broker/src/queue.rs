@@ -6,11 +6,25 @@
 //! is the only entry of that key that may be leased, and only once its retry backoff has
 //! passed. This gives per-key order (a retrying head blocks the events behind it) while
 //! different keys run side by side up to the handler's concurrency.
+//!
+//! An entry enqueued by a publish may also hold its event, shared with the other
+//! queues it went to, so that leasing it need not read and decode it from the log. Only
+//! a short queue holds events ([`CACHED_EVENT_BYTES`] per queue): a queue that backs up
+//! holds records only, and its leases read the log as before.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use choreo_core::Event;
+
 use crate::records::{EntryRecord, LeaseRecord};
+
+/// Bytes of events ([`Event::size`]) one queue holds for its next leases.
+///
+/// Decision: a budget in bytes per queue, not a count: a queue of small events holds
+/// a few thousand, which covers a handler keeping up with its publishers; a queue that
+/// falls behind stops holding new ones, so its memory stays that of its records.
+pub(crate) const CACHED_EVENT_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Entry {
@@ -22,6 +36,8 @@ struct Entry {
     last_error: Option<String>,
     /// A `D` record holds this entry's state (set by the writer as it writes one).
     state_stored: bool,
+    /// The event, held for the entry's first lease.
+    event: Option<Arc<Event>>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +54,8 @@ pub(crate) struct Leased {
     pub(crate) seq: u64,
     pub(crate) attempt: u32,
     pub(crate) lease: LeaseRecord,
+    /// The event, when the queue held it; else it is read from the log.
+    pub(crate) event: Option<Arc<Event>>,
 }
 
 /// What a lease attempt found.
@@ -58,6 +76,8 @@ pub(crate) struct HandlerQueue {
     /// Leased entries and their expiry.
     leased: BTreeMap<u64, u64>,
     committing: usize,
+    /// Bytes of the events the entries hold.
+    cached_bytes: usize,
 }
 
 impl HandlerQueue {
@@ -77,8 +97,16 @@ impl HandlerQueue {
         self.leased.len() + self.committing
     }
 
-    /// Adds an entry (a new event, a replay, or one recovered from the store).
-    pub(crate) fn insert(&mut self, seq: u64, record: EntryRecord) {
+    /// Adds an entry (a new event, a replay, or one recovered from the store), holding
+    /// `event` for its lease while the queue's budget allows.
+    pub(crate) fn insert(&mut self, seq: u64, record: EntryRecord, event: Option<Arc<Event>>) {
+        let event = event.filter(|event| {
+            let fits = self.cached_bytes + event.size() <= CACHED_EVENT_BYTES;
+            if fits {
+                self.cached_bytes += event.size();
+            }
+            fits
+        });
         let key: Arc<str> = match self.keys.get_key_value(record.key.as_str()) {
             Some((key, _)) => key.clone(),
             None => Arc::from(record.key.as_str()),
@@ -105,10 +133,13 @@ impl HandlerQueue {
             committing: false,
             last_error: record.last_error,
             state_stored: record.state_stored,
+            event,
         };
         if let Some(old) = self.entries.insert(seq, entry) {
             debug_assert!(false, "seq {seq} enqueued twice");
-            self.entries.insert(seq, old);
+            if let Some(event) = self.entries.insert(seq, old).and_then(|new| new.event) {
+                self.cached_bytes -= event.size();
+            }
         }
     }
 
@@ -117,6 +148,9 @@ impl HandlerQueue {
         let Some(entry) = self.entries.remove(&seq) else {
             return;
         };
+        if let Some(event) = &entry.event {
+            self.cached_bytes -= event.size();
+        }
         let queue = self
             .keys
             .get_mut(&entry.key)
@@ -184,6 +218,10 @@ impl HandlerQueue {
             let entry = self.entries.get_mut(&seq).expect("picked from heads");
             entry.attempt += 1;
             entry.lease = Some(lease);
+            let event = entry.event.take();
+            if let Some(event) = &event {
+                self.cached_bytes -= event.size();
+            }
             self.keys
                 .get_mut(&entry.key)
                 .expect("every entry's key has a key queue")
@@ -193,6 +231,7 @@ impl HandlerQueue {
                 seq,
                 attempt: entry.attempt,
                 lease,
+                event,
             });
         }
         scan
@@ -288,7 +327,7 @@ mod tests {
     fn queue(entries: &[(u64, &str)]) -> HandlerQueue {
         let mut q = HandlerQueue::default();
         for (seq, key) in entries {
-            q.insert(*seq, EntryRecord::new(key));
+            q.insert(*seq, EntryRecord::new(key), None);
         }
         q
     }
@@ -303,6 +342,55 @@ mod tests {
         .iter()
         .map(|l| l.seq)
         .collect()
+    }
+
+    fn event_of(bytes: usize) -> Arc<Event> {
+        let topic = choreo_core::Topic::new("orders.created").unwrap();
+        Arc::new(Event::new(topic, "test://queue", vec![b'x'; bytes]))
+    }
+
+    #[test]
+    fn a_held_event_goes_to_the_first_lease_only() {
+        let mut q = HandlerQueue::default();
+        let event = event_of(10);
+        q.insert(1, EntryRecord::new("a"), Some(event.clone()));
+        let first = q.lease(0, 1, 8, 1000, || 1);
+        let held = first.leased[0]
+            .event
+            .as_ref()
+            .expect("the queue held the event");
+        assert!(Arc::ptr_eq(held, &event));
+        assert_eq!(
+            q.cached_bytes, 0,
+            "a lease takes the event out of the budget"
+        );
+        // The lease expires: the redelivery reads the log.
+        let again = q.lease(1000, 1, 8, 1000, || 2);
+        assert_eq!(again.leased[0].seq, 1);
+        assert!(again.leased[0].event.is_none());
+    }
+
+    #[test]
+    fn a_queue_holds_events_only_within_its_budget() {
+        let mut q = HandlerQueue::default();
+        let big = event_of(CACHED_EVENT_BYTES / 2);
+        q.insert(1, EntryRecord::new("a"), Some(big.clone()));
+        q.insert(2, EntryRecord::new("b"), Some(big.clone()));
+        assert!(q.entries[&1].event.is_some());
+        assert!(
+            q.entries[&2].event.is_none(),
+            "past the budget: records only"
+        );
+        assert_eq!(q.cached_bytes, big.size());
+        // Settling frees the budget for the next event.
+        q.remove(1);
+        assert_eq!(q.cached_bytes, 0);
+        q.insert(3, EntryRecord::new("c"), Some(big.clone()));
+        assert!(q.entries[&3].event.is_some());
+        let leased = q.lease(0, 8, 8, 1000, || 7).leased;
+        let held: Vec<(u64, bool)> = leased.iter().map(|l| (l.seq, l.event.is_some())).collect();
+        assert_eq!(held, [(2, false), (3, true)]);
+        assert_eq!(q.cached_bytes, 0);
     }
 
     #[test]
@@ -357,7 +445,7 @@ mod tests {
     fn a_replayed_older_event_waits_for_its_key_and_goes_first() {
         let mut q = queue(&[(5, "a"), (6, "a")]);
         assert_eq!(lease(&mut q, 0, 10), vec![5]);
-        q.insert(2, EntryRecord::new("a"));
+        q.insert(2, EntryRecord::new("a"), None);
         assert_eq!(lease(&mut q, 0, 10), Vec::<u64>::new(), "key a is busy");
         q.begin_commit(5, 1).unwrap();
         q.remove(5);

@@ -160,7 +160,7 @@ fn recover(store: &Store) -> Result<Recovered> {
             .expect("only known handlers' entries are recovered")
             .queue;
         for (seq, record) in entries {
-            queue.insert(seq, record);
+            queue.insert(seq, record, None);
         }
     }
     for item in tree.scan_prefix(b"X") {

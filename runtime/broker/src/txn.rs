@@ -10,6 +10,8 @@
 //! Dead-letters and replays live in `dlq.rs`, retention and handler removal in
 //! `retention.rs`; both add to the same [`Group`].
 
+use std::sync::Arc;
+
 use choreo_core::{Event, HandlerName, Topic};
 
 use crate::changes::Changes;
@@ -33,6 +35,8 @@ pub(crate) enum Effect {
         handler: HandlerName,
         seq: u64,
         record: EntryRecord,
+        /// The event, for the queue to hold until it is leased (`queue.rs`).
+        event: Option<Arc<Event>>,
     },
     /// A new subscription's catch-up: many entries for one handler.
     EnqueueAll {
@@ -250,27 +254,31 @@ impl<'a> Group<'a> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.meta_dirty = true;
-        for handler in registry.index.matching(&event.topic) {
-            let record = EntryRecord::new(event.ordering_key());
+        ids::entries_of(&event, seq, &mut self.index);
+        self.log(seq, &event);
+        let published = Published {
+            seq,
+            id: event.id.clone(),
+            duplicate: false,
+        };
+        self.appended.push(Appended {
+            seq,
+            key: event.key.clone(),
+            topic: event.topic.clone(),
+        });
+        let handlers = registry.index.matching(&event.topic);
+        let shared = (!handlers.is_empty()).then(|| Arc::new(event));
+        for handler in handlers {
+            let shared = shared.as_ref().expect("made when any handler matches");
+            let record = EntryRecord::new(shared.ordering_key());
             self.enqueue(&handler, seq)?;
             self.effects.push(Effect::Enqueue {
                 handler,
                 seq,
                 record,
+                event: Some(shared.clone()),
             });
         }
-        ids::entries_of(&event, seq, &mut self.index);
-        self.log(seq, &event);
-        let published = Published {
-            seq,
-            id: event.id,
-            duplicate: false,
-        };
-        self.appended.push(Appended {
-            seq,
-            key: event.key,
-            topic: event.topic,
-        });
         Ok(published)
     }
 

@@ -488,10 +488,12 @@ fn apply_to_view(shared: &Shared, effects: Vec<Effect>) {
             continue;
         };
         match effect {
-            Effect::Enqueue { seq, record, .. } => handler.queue.insert(seq, record),
+            Effect::Enqueue {
+                seq, record, event, ..
+            } => handler.queue.insert(seq, record, event),
             Effect::EnqueueAll { entries, .. } => {
                 for (seq, record) in entries {
-                    handler.queue.insert(seq, record);
+                    handler.queue.insert(seq, record, None);
                 }
             }
             Effect::Settle { seq, .. } => handler.queue.remove(seq),
