@@ -116,6 +116,9 @@ pub(crate) async fn run(
                 .instrument(span),
             );
         }
+        // Let the deliveries just spawned start before this loop leases again: they are
+        // what a waiting event is waiting for, and the next lease is not.
+        tokio::task::yield_now().await;
     }
     // Stopping: no new leases; deliveries in flight finish and commit.
     while in_flight.join_next().await.is_some() {}

@@ -147,9 +147,13 @@ pub(crate) async fn run<R>(
         warm.put(Warm::new(store, instance, slot, served + 1));
     } else {
         // The instance's pool slot is free only once its store is gone; then the
-        // permit may let the next call in.
-        drop(store);
-        drop(slot);
+        // permit may let the next call in. Returning the memory to the pool takes a
+        // while, so it happens in a task of its own, after the caller has the result
+        // (a delivery's commit need not wait for it).
+        tokio::spawn(async move {
+            drop(store);
+            drop(slot);
+        });
     }
     (result, leftovers)
 }
