@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use choreo_core::{Event, EventId, HandlerName, RecordedEvent};
 
 use crate::{
-    Committed, DeadLetter, Delivery, Durability, EventPage, EventQuery, HandlerStats, Outcome,
-    Published, Result, Selection, StateView, Subscription,
+    Committed, DeadLetter, Delivery, Durability, EventHead, EventPage, EventQuery, HandlerStats,
+    HeadPage, Outcome, Published, Result, Selection, StateView, Subscription,
 };
 
 /// A durable event broker with per-handler queues.
@@ -105,6 +105,32 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
 
     /// Reads the log. Only durable events are read.
     async fn read_events(&self, query: EventQuery) -> Result<EventPage>;
+
+    /// The topic and source of up to `limit` ([`crate::MAX_READ_ROWS`]) durable events
+    /// from `from_seq`: for readers that count events (metrics, the topics catalog) and
+    /// need neither their data nor their other attributes. The default reads whole
+    /// events; a backend that can read less should.
+    async fn read_event_heads(&self, from_seq: u64, limit: usize) -> Result<HeadPage> {
+        let page = self
+            .read_events(EventQuery {
+                from_seq,
+                pattern: None,
+                limit,
+            })
+            .await?;
+        Ok(HeadPage {
+            heads: page
+                .events
+                .into_iter()
+                .map(|recorded| EventHead {
+                    seq: recorded.seq,
+                    topic: recorded.event.topic,
+                    source: recorded.event.source,
+                })
+                .collect(),
+            next_seq: page.next_seq,
+        })
+    }
 
     /// The seq of the newest durable event, updated as the log grows: live readers (a
     /// tail, a wait for a reply) wait on it, then read the log from where they were.

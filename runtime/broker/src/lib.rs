@@ -73,6 +73,6 @@ pub use error::{Error, Result};
 pub use sled_broker::SledBroker;
 pub use types::{
     Action, Committed, DEFAULT_CONCURRENCY, DeadLetter, DeadLetterCause, Delivery, DeliveryToken,
-    EventPage, EventQuery, HandlerStats, Outcome, Published, RetryPolicy, Selection, StartPosition,
-    StateView, StateWrite, Subscription,
+    EventHead, EventPage, EventQuery, HandlerStats, HeadPage, Outcome, Published, RetryPolicy,
+    Selection, StartPosition, StateView, StateWrite, Subscription,
 };

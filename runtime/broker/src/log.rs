@@ -213,9 +213,25 @@ impl Entry<'_> {
         })
     }
 
+    /// The event's leading fields only: what matching, counting and deduplicating read,
+    /// without decoding (or allocating) the rest.
+    pub(crate) fn head(&self) -> Result<Head<'_>> {
+        crate::records::decode_prefix(self.encoded)
+    }
+
     pub(crate) fn footprint(&self, first: u64) -> u64 {
         entry_footprint(self.seq - first, self.encoded.len())
     }
+}
+
+/// The first four fields of a stored [`Event`], in their stored order.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Head<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) source: &'a str,
+    #[serde(rename = "type")]
+    _ty: &'a str,
+    pub(crate) topic: &'a str,
 }
 
 /// The chunk that would hold `seq`: the last one keyed at or before it.
@@ -356,6 +372,22 @@ mod tests {
     fn temp_tree() -> Kv {
         let db = sled::Config::new().temporary(true).open().unwrap();
         Kv::new(db.open_tree("t").unwrap())
+    }
+
+    #[test]
+    fn the_head_is_the_leading_fields_of_a_stored_event() {
+        let mut event = Event::new(Topic::new("a.b").unwrap(), "test://log", vec![1, 2]);
+        event.extensions.insert("tenant".into(), "acme".into());
+        let encoded = crate::records::encode(&event);
+        let entry = Entry {
+            seq: 7,
+            encoded: &encoded,
+        };
+        let head = entry.head().unwrap();
+        assert_eq!(
+            (head.id, head.source, head.topic),
+            (event.id.as_str(), "test://log", "a.b")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::ops::ControlFlow;
 
-use choreo_core::{EventId, HandlerName, RecordedEvent};
+use choreo_core::{EventId, HandlerName, RecordedEvent, Topic};
 
 use crate::config::{MAX_READ_ROWS, MAX_READ_SCAN};
 use crate::dlq::load;
@@ -23,7 +23,9 @@ use crate::ids;
 use crate::log;
 use crate::records;
 use crate::store::get;
-use crate::{DeadLetter, Error, EventPage, EventQuery, Result, SledBroker, StateView};
+use crate::{
+    DeadLetter, Error, EventHead, EventPage, EventQuery, HeadPage, Result, SledBroker, StateView,
+};
 
 impl SledBroker {
     /// Returns `read`, taken from the tree just before, once everything it may contain
@@ -114,16 +116,13 @@ impl SledBroker {
             }
             inspected += 1;
             page.next_seq = entry.seq + 1;
-            let event = entry.decode()?;
-            let wanted = query
-                .pattern
-                .as_ref()
-                .is_none_or(|p| p.matches(&event.topic));
+            // Only the events that match are decoded in full.
+            let wanted = match &query.pattern {
+                Some(pattern) => pattern.matches(&stored_topic(entry.head()?.topic)?),
+                None => true,
+            };
             if wanted {
-                page.events.push(RecordedEvent {
-                    seq: entry.seq,
-                    event,
-                });
+                page.events.push(entry.recorded()?);
                 if page.events.len() == limit {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -133,6 +132,37 @@ impl SledBroker {
         if !stopped {
             // Neither the limit nor the scan budget stopped it: the rest of the range
             // holds no entry.
+            page.next_seq = durable + 1;
+        }
+        Ok(page)
+    }
+
+    /// The topic and source of durable events from `from_seq`, decoding nothing else.
+    pub(crate) fn read_heads(&self, from_seq: u64, limit: usize) -> Result<HeadPage> {
+        let durable = *self.shared.durable_seq.borrow();
+        let limit = limit.min(MAX_READ_ROWS);
+        let mut page = HeadPage {
+            heads: Vec::new(),
+            next_seq: from_seq,
+        };
+        if from_seq > durable || limit == 0 {
+            return Ok(page);
+        }
+        let stopped = log::scan(&self.tree, from_seq, durable, |_, entry| {
+            let head = entry.head()?;
+            page.heads.push(EventHead {
+                seq: entry.seq,
+                topic: stored_topic(head.topic)?,
+                source: head.source.to_owned(),
+            });
+            page.next_seq = entry.seq + 1;
+            Ok(if page.heads.len() == limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        if !stopped {
             page.next_seq = durable + 1;
         }
         Ok(page)
@@ -204,4 +234,9 @@ impl SledBroker {
             .map(|value| load(&self.tree, handler, &key, &value))
             .transpose()
     }
+}
+
+/// A topic as the log stores it: it was checked when published, so a bad one is damage.
+fn stored_topic(topic: &str) -> Result<Topic> {
+    Topic::new(topic).map_err(|e| Error::corrupt("a logged event's topic", e))
 }

@@ -24,7 +24,8 @@ use crate::overlay::Kv;
 use crate::writer::{Reply, Request, Shared, Writer};
 use crate::{
     Action, Broker, Clock, Committed, Config, DeadLetter, Delivery, Durability, Error, EventPage,
-    EventQuery, HandlerStats, Outcome, Published, Result, Selection, StateView, Subscription,
+    EventQuery, HandlerStats, HeadPage, Outcome, Published, Result, Selection, StateView,
+    Subscription,
 };
 
 /// The embedded broker. Open one per store directory; share it as `Arc<dyn Broker>`.
@@ -356,6 +357,10 @@ impl Broker for SledBroker {
 
     async fn read_events(&self, query: EventQuery) -> Result<EventPage> {
         self.read_log(query)
+    }
+
+    async fn read_event_heads(&self, from_seq: u64, limit: usize) -> Result<HeadPage> {
+        self.read_heads(from_seq, limit)
     }
 
     fn watch_log(&self) -> tokio::sync::watch::Receiver<u64> {

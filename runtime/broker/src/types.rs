@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use choreo_core::{Event, EventId, HandlerName, Pattern, RecordedEvent, Timestamp};
+use choreo_core::{Event, EventId, HandlerName, Pattern, RecordedEvent, Timestamp, Topic};
 use serde::{Deserialize, Serialize};
 
 /// What a publish did with one event.
@@ -311,6 +311,26 @@ pub struct EventQuery {
 pub struct EventPage {
     /// Matching events, in seq order.
     pub events: Vec<RecordedEvent>,
+    /// Where the next page starts.
+    pub next_seq: u64,
+}
+
+/// Where an event went and who published it: what a reader that counts events needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHead {
+    /// Its place in the log.
+    pub seq: u64,
+    /// Its topic.
+    pub topic: Topic,
+    /// Its `source`.
+    pub source: String,
+}
+
+/// One page of [`crate::Broker::read_event_heads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadPage {
+    /// The events' heads, in seq order.
+    pub heads: Vec<EventHead>,
     /// Where the next page starts.
     pub next_seq: u64,
 }

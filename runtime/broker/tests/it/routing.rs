@@ -134,3 +134,71 @@ fn the_naive_matcher_knows_the_rules() {
     assert!(naive_matches("$dlq.>", "$dlq.a"));
     assert!(!naive_matches("a.*", "a.b.c"));
 }
+
+#[tokio::test]
+async fn filtered_reads_and_head_reads_agree_with_the_whole_log() {
+    let store = Store::new();
+    let topics = [
+        "orders.created",
+        "orders.paid",
+        "stock.low",
+        "orders.created.eu",
+    ];
+    let events: Vec<Event> = (0..40)
+        .map(|n| {
+            let mut event = crate::event(topics[n % topics.len()]);
+            event.source = format!("test://source-{}", n % 3);
+            event
+        })
+        .collect();
+    store.broker.publish(events).await.unwrap();
+    let log = crate::whole_log(&*store.broker).await;
+    assert_eq!(log.len(), 40);
+
+    let pattern = Pattern::new("orders.*").unwrap();
+    let mut filtered = Vec::new();
+    let mut from_seq = 0;
+    loop {
+        let page = store
+            .broker
+            .read_events(choreo_broker::EventQuery {
+                from_seq,
+                pattern: Some(pattern.clone()),
+                limit: 4,
+            })
+            .await
+            .unwrap();
+        if page.events.is_empty() {
+            break;
+        }
+        from_seq = page.next_seq;
+        filtered.extend(page.events);
+    }
+    let expected: Vec<_> = log
+        .iter()
+        .filter(|e| pattern.matches(&e.event.topic))
+        .cloned()
+        .collect();
+    assert_eq!(filtered, expected);
+
+    let mut heads = Vec::new();
+    let mut from_seq = 0;
+    loop {
+        let page = store.broker.read_event_heads(from_seq, 7).await.unwrap();
+        if page.heads.is_empty() {
+            break;
+        }
+        assert!(page.heads.len() <= 7);
+        from_seq = page.next_seq;
+        heads.extend(page.heads);
+    }
+    let expected: Vec<_> = log
+        .iter()
+        .map(|e| choreo_broker::EventHead {
+            seq: e.seq,
+            topic: e.event.topic.clone(),
+            source: e.event.source.clone(),
+        })
+        .collect();
+    assert_eq!(heads, expected);
+}
