@@ -13,8 +13,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use choreo_broker::{Broker, EventQuery};
-use choreo_core::{RecordedEvent, Timestamp, Topic};
+use choreo_broker::{Broker, EventHead};
+use choreo_core::{Timestamp, Topic};
 
 use crate::catalog::{Catalog, TopicSummary};
 
@@ -47,8 +47,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn of(event: &RecordedEvent) -> Origin {
-        let event = &event.event;
+    fn of(event: &EventHead) -> Origin {
         if event.topic.tokens().next() == Some("$dlq") {
             Origin::DeadLetter
         } else if event.source.starts_with(HANDLER_SOURCE_PREFIX) {
@@ -123,10 +122,10 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Records one durable event.
-    fn observe(&self, event: &RecordedEvent, now: Timestamp) {
+    fn observe(&self, event: &EventHead, now: Timestamp) {
         let origin = Origin::of(event);
-        lock(&self.published).count(&event.event.topic, origin);
-        lock(&self.catalog).observe(&event.event.topic, &event.event.source, now);
+        lock(&self.published).count(&event.topic, origin);
+        lock(&self.catalog).observe(&event.topic, &event.source, now);
     }
 
     /// Counts one HTTP request by route template, method and status.
@@ -197,19 +196,14 @@ pub fn track_log(
     async move {
         tokio::pin!(shutdown);
         loop {
-            let query = EventQuery {
-                from_seq: next,
-                pattern: None,
-                limit: TAIL_PAGE,
-            };
-            match broker.read_events(query).await {
+            match broker.read_event_heads(next, TAIL_PAGE).await {
                 Ok(page) => {
                     let now = Timestamp::now();
-                    for event in &page.events {
+                    for event in &page.heads {
                         telemetry.observe(event, now);
                     }
                     next = next.max(page.next_seq);
-                    if page.events.len() == TAIL_PAGE {
+                    if page.heads.len() == TAIL_PAGE {
                         continue; // more may be waiting
                     }
                 }
