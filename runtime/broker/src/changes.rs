@@ -11,6 +11,10 @@
 //! (u32 LE) | key | value length (u32 LE) | value` (insert) or `0 | key length | key`
 //! (remove). Every write sets or removes a whole key, so replaying a record over a store
 //! that already holds some of it gives the same store.
+//!
+//! A header of zeros ([`END_MARKER`]) ends a segment's records: no record has an empty
+//! body. The log writes one after every append (`wal.rs`), so that whatever a reused
+//! segment held before is never read as part of it.
 
 use sled::IVec;
 
@@ -18,6 +22,9 @@ use crate::{Error, Result};
 
 /// Bytes before a record's body: its length and its checksum.
 pub(crate) const RECORD_HEADER: usize = 8;
+
+/// Ends the records of a segment: a header whose length is zero.
+pub(crate) const END_MARKER: [u8; RECORD_HEADER] = [0; RECORD_HEADER];
 
 const INSERT: u8 = 1;
 const REMOVE: u8 = 0;
@@ -112,6 +119,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Next> {
     let Some(header) = bytes.get(..RECORD_HEADER) else {
         return Ok(Next::Torn);
     };
+    if header == END_MARKER {
+        return Ok(Next::End);
+    }
     let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     let Some(body) = bytes.get(RECORD_HEADER..RECORD_HEADER + length) else {

@@ -137,7 +137,7 @@ impl Durable {
         let sync = part.iter().any(|a| a.force_sync) || self.durability == Durability::Strict;
         let failure = self
             .fail_on(|wal| {
-                wal.append(records)?;
+                wal.append(&mut *records)?;
                 if sync { wal.sync() } else { Ok(()) }
             })
             .err();
@@ -290,15 +290,14 @@ fn apply_layer(tree: &sled::Tree, layer: &Layer) -> Result<()> {
         .map_err(|e| Error::storage("writing a checkpoint into sled", e))
 }
 
-/// Flushes and syncs sled, then deletes `segments`.
+/// Flushes and syncs sled, then retires `segments` (kept as spares or deleted).
 pub(crate) fn checkpoint(db: &sled::Db, syncer: &mut Syncer, segments: &[PathBuf]) -> Result<()> {
     let started = Instant::now();
     db.flush()
         .map_err(|e| Error::storage("flushing sled for a checkpoint", e))?;
     syncer.sync()?;
     for segment in segments {
-        std::fs::remove_file(segment)
-            .map_err(|e| Error::storage("deleting a checkpointed write-ahead log segment", e))?;
+        crate::wal::retire(segment)?;
     }
     tracing::debug!(
         segments = segments.len(),

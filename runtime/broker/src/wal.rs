@@ -22,12 +22,20 @@
 //! [`replay`] skips the records sled already holds and applies the rest in order; each
 //! write sets or removes a whole key, so the result is the store as of the log's last
 //! whole record. A record cut short by a crash ends the log: it was never acknowledged.
+//!
+//! Decision: checkpointed segments are kept as spares and written over, not deleted
+//! and created anew ([`retire`], [`Wal::create`]). An fdatasync after an append that
+//! grows a file must also commit the file system's journal (the file's size changed);
+//! one that overwrites blocks the file already has only flushes the data. On this VM's
+//! ext4 that took a small append's sync from ≈ 150 to ≈ 100 µs and its CPU time by a
+//! fifth. What a spare held before is never read as part of its new segment: every
+//! append ends with an end marker (`changes.rs`), which the next append overwrites.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::changes::{self, Next};
+use crate::changes::{self, END_MARKER, Next};
 use crate::overlay::Kv;
 use crate::records::APPLIED_KEY;
 use crate::store::get;
@@ -36,40 +44,65 @@ use crate::{Error, Result};
 /// The directory of the log's segments, inside the store directory.
 pub(crate) const WAL_DIR: &str = "wal";
 
+/// Checkpointed segments kept for reuse; more are deleted.
+const MAX_SPARE_SEGMENTS: usize = 2;
+
+/// The extension of a spare segment (a live one's is `wal`).
+const SPARE_EXTENSION: &str = "spare";
+
 /// The active segment, appended to by the durability stage (`durable.rs`).
 #[derive(Debug)]
 pub(crate) struct Wal {
     dir: PathBuf,
     file: File,
     path: PathBuf,
+    /// Where the next append goes: the end of the segment's records.
+    end: u64,
 }
 
 impl Wal {
-    /// Starts a new, empty segment whose first record will be group `first_group`.
+    /// Starts a new segment whose first record will be group `first_group`: a spare
+    /// renamed, when there is one, else a new file.
     pub(crate) fn create(dir: &Path, first_group: u64) -> Result<Wal> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::storage("creating the write-ahead log directory", e))?;
         let path = dir.join(segment_name(first_group));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
+        let mut options = OpenOptions::new();
+        options.write(true);
+        match spares(dir)?.pop() {
+            Some(spare) => std::fs::rename(&spare, &path)
+                .map_err(|e| Error::storage("reusing a spare write-ahead log segment", e))?,
+            None => {
+                options.create(true).truncate(true);
+            }
+        }
+        let file = options
             .open(&path)
             .map_err(|e| Error::storage("creating a write-ahead log segment", e))?;
         // The segment's directory entry must survive a crash before anything in it counts.
         sync_dir(dir).map_err(|e| Error::storage("syncing the write-ahead log directory", e))?;
-        Ok(Wal {
+        let mut wal = Wal {
             dir: dir.to_owned(),
             file,
             path,
-        })
+            end: 0,
+        };
+        // A reused segment must read as empty, even if nothing is appended before a crash.
+        wal.append(&mut Vec::new())?;
+        wal.sync()?;
+        Ok(wal)
     }
 
-    /// Writes records to the OS. Enough for buffered mode: a process crash keeps them.
-    pub(crate) fn append(&mut self, records: &[u8]) -> Result<()> {
-        self.file
-            .write_all(records)
-            .map_err(|e| Error::storage("writing to the write-ahead log", e))?;
+    /// Writes `records` to the OS, followed by an end marker that the next append
+    /// overwrites. Enough for buffered mode: a process crash keeps them. `records` is
+    /// given back as it came.
+    pub(crate) fn append(&mut self, records: &mut Vec<u8>) -> Result<()> {
+        let written = records.len();
+        records.extend_from_slice(&END_MARKER);
+        let result = self.file.write_all_at(records, self.end);
+        records.truncate(written);
+        result.map_err(|e| Error::storage("writing to the write-ahead log", e))?;
+        self.end += written as u64;
         Ok(())
     }
 
@@ -93,6 +126,36 @@ impl Wal {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Keeps a checkpointed `segment` as a spare for [`Wal::create`] to reuse, or deletes
+/// it when [`MAX_SPARE_SEGMENTS`] are kept already. Everything it holds is in sled.
+pub(crate) fn retire(segment: &Path) -> Result<()> {
+    let kept = segment
+        .parent()
+        .map_or(Ok(usize::MAX), |dir| spares(dir).map(|s| s.len()))?;
+    let result = if kept < MAX_SPARE_SEGMENTS {
+        std::fs::rename(segment, segment.with_extension(SPARE_EXTENSION))
+    } else {
+        std::fs::remove_file(segment)
+    };
+    result.map_err(|e| Error::storage("retiring a checkpointed write-ahead log segment", e))
+}
+
+/// The spare segments in `dir`.
+fn spares(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::storage("listing the write-ahead log's spare segments", e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| Error::storage("listing the write-ahead log's spare segments", e))?
+            .path();
+        if path.extension().is_some_and(|ext| ext == SPARE_EXTENSION) {
+            found.push(path);
+        }
+    }
+    Ok(found)
 }
 
 /// Segments are named by their first group, zero-padded so names sort like numbers.
@@ -320,6 +383,58 @@ mod tests {
         std::fs::write(dir.path().join(segment_name(1)), &bytes).unwrap();
         let err = replay(&tree, dir.path()).unwrap_err();
         assert!(err.to_string().contains("groups are missing"), "{err}");
+    }
+
+    fn records(groups: std::ops::RangeInclusive<u64>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        groups.for_each(|g| record(g, &mut bytes));
+        bytes
+    }
+
+    #[test]
+    fn a_reused_segment_reads_as_only_what_was_appended_to_it() {
+        let (dir, tree) = store();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        wal.append(&mut records(1..=40)).unwrap();
+        let first = wal.rotate(41).unwrap();
+        replay(&tree, dir.path()).unwrap();
+        assert_eq!(applied_group(&tree).unwrap(), 40);
+        // Checkpointed: the segment becomes a spare, and the next segment reuses it.
+        retire(&first).unwrap();
+        assert!(!first.exists());
+        wal.append(&mut records(41..=41)).unwrap();
+        let second = wal.rotate(42).unwrap();
+        assert!(
+            !dir.path().join(format!("{:020}.spare", 1)).exists(),
+            "reused"
+        );
+        assert!(
+            std::fs::metadata(wal.path()).unwrap().len() > 1000,
+            "the reused segment still holds its old records past the marker"
+        );
+
+        // Nothing appended yet: the reused segment reads as empty.
+        let replayed = replay(&tree, dir.path()).unwrap();
+        assert_eq!((replayed.applied, replayed.groups), (41, 1));
+        assert_eq!(replayed.segments, [second.clone(), wal.path().to_owned()]);
+
+        wal.append(&mut records(42..=43)).unwrap();
+        let replayed = replay(&tree, dir.path()).unwrap();
+        assert_eq!((replayed.applied, replayed.groups), (43, 2));
+        assert_eq!(tree.get(b"k").unwrap().unwrap(), 43u64.to_be_bytes());
+    }
+
+    #[test]
+    fn only_a_few_spares_are_kept() {
+        let (dir, _tree) = store();
+        for group in [1, 10, 20, 30] {
+            let path = dir.path().join(segment_name(group));
+            std::fs::write(&path, records(group..=group)).unwrap();
+            retire(&path).unwrap();
+            assert!(!path.exists());
+        }
+        assert_eq!(spares(dir.path()).unwrap().len(), MAX_SPARE_SEGMENTS);
+        assert!(segments(dir.path()).unwrap().is_empty());
     }
 
     #[test]
