@@ -284,24 +284,29 @@ impl Writer {
         let mut force_sync = false;
         let mut retention = false;
         let mut fatal: Option<Error> = None;
+        // Decision: the registry is locked for one request at a time, not for the whole
+        // group. Leases lock it too, on the async threads, and a group of many requests
+        // takes a while to build: held throughout, it kept every lease (and the thread
+        // under it) waiting. A lease between two requests sees the queues as the
+        // requests before it left them, which is a state they pass through anyway.
+        for request in group {
+            if fatal.is_some() {
+                answers.push(pending_for(request));
+                continue;
+            }
+            force_sync |= matches!(request, Request::Flush(_) | Request::Close(_));
+            retention |= matches!(request, Request::Retention(_));
+            match build(&mut txn, &mut self.shared.registry(), request) {
+                Ok(Some(answer)) => answers.push(answer),
+                Ok(None) => {}
+                Err(e) => fatal = Some(e),
+            }
+        }
+        // After the group's commits, so that entries they settle are skipped. Taken
+        // after the group's requests were received: a commit was sent after its lease
+        // was noted, so the lease is among these.
         {
             let mut registry = self.shared.registry();
-            for request in group {
-                if fatal.is_some() {
-                    answers.push(pending_for(request));
-                    continue;
-                }
-                force_sync |= matches!(request, Request::Flush(_) | Request::Close(_));
-                retention |= matches!(request, Request::Retention(_));
-                match build(&mut txn, &mut registry, request) {
-                    Ok(Some(answer)) => answers.push(answer),
-                    Ok(None) => {}
-                    Err(e) => fatal = Some(e),
-                }
-            }
-            // After the group's commits, so that entries they settle are skipped. Taken
-            // after the group's requests were received: a commit was sent after its lease
-            // was noted, so the lease is among these.
             for (handler, seqs) in self.shared.take_leased() {
                 txn.record_leases(&mut registry, &handler, &seqs);
             }
