@@ -102,9 +102,10 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Bytes of writes (keys and values) applied between checkpoints. Until its
     /// checkpoint, a write is held in memory in front of sled and in the write-ahead
-    /// log; the checkpoint writes it into sled, makes sled durable and deletes that part
-    /// of the log. Larger means fewer checkpoints, more memory (up to about twice this,
-    /// while one checkpoint runs) and a longer replay after a crash. Default: 32 MiB.
+    /// log; the checkpoint writes it into sled, makes sled durable and retires that part
+    /// of the log (up to two segments are kept for reuse, the rest deleted). Larger
+    /// means fewer checkpoints, more memory (up to about twice this, while one
+    /// checkpoint runs) and a longer replay after a crash. Default: 32 MiB.
     pub checkpoint_bytes: u64,
     /// Entries per file of the id index (`ids/`), 16 bytes each. Larger means fewer
     /// files for a lookup by id to search, and more of the log to index again after a

@@ -14,8 +14,8 @@
 //! When the writer has frozen the overlay's layer after a group, the segment is sealed
 //! right after that group's record, and the layer and the segment go to the checkpoint
 //! thread ([`Checkpoints`]), which writes the layer into sled, flushes and syncs sled, and
-//! then deletes the segment. Closing ends with a checkpoint of everything, so a clean
-//! shutdown leaves no log to replay.
+//! then retires the segment (`wal::retire`: kept for reuse, or deleted). Closing ends
+//! with a checkpoint of everything, so a clean shutdown leaves no log to replay.
 //!
 //! A failed write or sync stops the broker: every group still in the pipeline is
 //! answered with the failure.
@@ -193,7 +193,7 @@ impl Durable {
 }
 
 /// The checkpoint thread: applies a frozen overlay layer to sled, makes sled durable,
-/// then deletes the log segments it covers and drops the layer.
+/// then retires the log segments it covers and drops the layer.
 ///
 /// Decision: a thread of its own, because sled's `flush()` writes out everything applied
 /// since the last checkpoint and waits for it; answering groups must not wait behind it.

@@ -6,7 +6,7 @@
 //! OS, so it survives the process) or synced (strict mode: fdatasync). sled receives
 //! the groups only at a checkpoint: once [`crate::Config::checkpoint_bytes`] have been
 //! applied, the segment is sealed after the last of them, they are written into sled,
-//! sled is flushed and synced, and the sealed segments are deleted.
+//! sled is flushed and synced, and the sealed segments are retired.
 //!
 //! Decision: a log of choreo's own in front of sled, rather than sled's `flush()` per
 //! group. sled 0.34's `flush()` holds its concurrency guard while it waits for
@@ -114,7 +114,7 @@ impl Wal {
     }
 
     /// Syncs the active segment and starts a new one at `next_group`. Returns the sealed
-    /// segment, to be deleted once a checkpoint covers it.
+    /// segment, to be retired once a checkpoint covers it.
     pub(crate) fn rotate(&mut self, next_group: u64) -> Result<PathBuf> {
         self.sync()?;
         let next = Wal::create(&self.dir, next_group)?;
@@ -122,7 +122,7 @@ impl Wal {
         Ok(sealed.path)
     }
 
-    /// The active segment's path (deleted by the checkpoint at close).
+    /// The active segment's path (retired by the checkpoint at close).
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -209,7 +209,7 @@ pub(crate) struct Replayed {
     pub(crate) applied: u64,
     /// Records applied to sled.
     pub(crate) groups: usize,
-    /// The segments read; delete them once sled is synced.
+    /// The segments read; retire them once sled is synced.
     pub(crate) segments: Vec<PathBuf>,
 }
 
