@@ -25,6 +25,7 @@
 //! - `retail`: the retail example's five handlers in three languages, 500 orders end to end.
 //! - `scaffold`: `choreo new` in each language, `choreo build`, `choreo deploy`, and what
 //!   they refuse.
+//! - `bench`: `choreo bench` runs every phase against its own server and reports them.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -34,6 +35,7 @@
 
 mod auth;
 mod bad_requests;
+mod bench;
 mod choreography;
 mod cloudevents;
 mod crash;
