@@ -9,14 +9,12 @@
 //! loaded two-core machine); later runs take seconds. The Python and JavaScript builds use
 //! the tools `choreo-polyglot` installed into the checkout before the tests ran.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{CHOREO, DEADLINE, DEPLOY_DEADLINE, Dirs, Server, eventually};
+use crate::harness::{DEADLINE, DEPLOY_DEADLINE, Dirs, Run, Server, eventually, run_choreo};
 
 /// How long one `choreo build` may take: a cold Rust build compiles wit-bindgen and serde.
 const BUILD_DEADLINE: Duration = Duration::from_secs(900);
@@ -26,79 +24,13 @@ const QUICK_DEADLINE: Duration = Duration::from_secs(60);
 /// The checkout these tests run in.
 const CHECKOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-/// What a finished command did.
-struct Run {
-    ok: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    shown: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.shown, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `choreo ARGS` in `cwd` and waits at most `deadline`; kills it after that.
+/// Runs `choreo ARGS` like [`run_choreo`], with a Rust project's build sharing one
+/// target dir between runs, outside the one cargo holds locked while the tests run.
 fn choreo(cwd: &Path, args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Run {
-    let shown = format!("choreo {}", args.join(" "));
-    let mut child = Command::new(CHOREO)
-        .args(args)
-        .current_dir(cwd)
-        // A rust project's build shares one target dir between runs, outside the one cargo
-        // holds locked while the tests run.
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target"),
-        )
-        .env_remove("CHOREO_SDK_DIR")
-        .env_remove("CHOREO_BUILD_OUT")
-        .env_remove("CHOREO_NEW_LANG")
-        .env_remove("CHOREO_NEW_DIR")
-        .env_remove("VIRTUAL_ENV")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `{shown}`: {e}"));
-    let read = |mut stream: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stream.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read(Box::new(child.stdout.take().unwrap()));
-    let stderr = read(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`{shown}` did not finish within {deadline:?}; stderr so far:\n{}",
-                stderr.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Run {
-        ok: status.success(),
-        code: status.code(),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-        shown,
-    }
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    let mut env = env.to_vec();
+    env.push(("CARGO_TARGET_DIR", target.to_str().unwrap()));
+    run_choreo(cwd, args, &env, deadline)
 }
 
 fn success(run: Run) -> Run {
