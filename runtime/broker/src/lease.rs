@@ -12,9 +12,10 @@
 //! A leased entry's event comes from the queue when it held one (`queue.rs`), else from
 //! the log.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use choreo_core::{Event, HandlerName, RecordedEvent};
+use choreo_core::{HandlerName, RecordedEvent};
 use tokio::time::Instant;
 
 use crate::clock::millis;
@@ -50,7 +51,7 @@ impl SledBroker {
             // Registered before looking, so a wake-up between the look and the wait is kept.
             notified.as_mut().enable();
             let now_ms = self.clock.now_ms();
-            let scan = {
+            let mut scan = {
                 let mut registry = self.shared.registry();
                 let h = registry.get_mut(handler)?;
                 if h.sub.paused {
@@ -64,7 +65,7 @@ impl SledBroker {
                 }
             };
             if !scan.leased.is_empty() {
-                let events = self.leased_events(&scan.leased)?;
+                let events = self.leased_events(&mut scan.leased)?;
                 let seqs: Vec<u64> = scan.leased.iter().map(|l| l.seq).collect();
                 self.shared.note_leased(handler.clone(), seqs);
                 return Ok(scan
@@ -95,9 +96,9 @@ impl SledBroker {
         }
     }
 
-    /// The events of `leased`, in its order: those the queue held, and the rest read
-    /// from the log in one pass.
-    fn leased_events(&self, leased: &[Leased]) -> Result<Vec<RecordedEvent>> {
+    /// The events of `leased`, in its order: those the queue held (taken, and copied only
+    /// if another queue still shares them), and the rest read from the log in one pass.
+    fn leased_events(&self, leased: &mut [Leased]) -> Result<Vec<RecordedEvent>> {
         let missing: Vec<u64> = leased
             .iter()
             .filter(|l| l.event.is_none())
@@ -105,11 +106,11 @@ impl SledBroker {
             .collect();
         let mut read = log::read_held_many(&self.tree, &missing)?.into_iter();
         leased
-            .iter()
-            .map(|l| match &l.event {
+            .iter_mut()
+            .map(|l| match l.event.take() {
                 Some(event) => Ok(RecordedEvent {
                     seq: l.seq,
-                    event: Event::clone(event),
+                    event: Arc::unwrap_or_clone(event),
                 }),
                 None => read.next().ok_or_else(|| {
                     Error::corrupt(format!("event seq {}", l.seq), "missing from the log")

@@ -267,16 +267,18 @@ impl<'a> Group<'a> {
             topic: event.topic.clone(),
         });
         let handlers = registry.index.matching(&event.topic);
-        let shared = (!handlers.is_empty()).then(|| Arc::new(event));
+        if handlers.is_empty() {
+            return Ok(published);
+        }
+        // One copy, shared by every queue it goes to.
+        let event = Arc::new(event);
         for handler in handlers {
-            let shared = shared.as_ref().expect("made when any handler matches");
-            let record = EntryRecord::new(shared.ordering_key());
             self.enqueue(&handler, seq)?;
             self.effects.push(Effect::Enqueue {
                 handler,
                 seq,
-                record,
-                event: Some(shared.clone()),
+                record: EntryRecord::new(event.ordering_key()),
+                event: Some(event.clone()),
             });
         }
         Ok(published)
