@@ -100,72 +100,68 @@ impl SledBroker {
     }
 
     pub(crate) fn read_log(&self, query: EventQuery) -> Result<EventPage> {
-        let durable = *self.shared.durable_seq.borrow();
         let limit = query.limit.min(MAX_READ_ROWS);
-        let mut page = EventPage {
-            events: Vec::new(),
-            next_seq: query.from_seq,
-        };
-        if query.from_seq > durable || limit == 0 {
-            return Ok(page);
-        }
-        let mut inspected = 0;
-        let stopped = log::scan(&self.tree, query.from_seq, durable, |_, entry| {
-            if inspected == MAX_READ_SCAN {
-                return Ok(ControlFlow::Break(()));
-            }
-            inspected += 1;
-            page.next_seq = entry.seq + 1;
+        let mut events = Vec::new();
+        let next_seq = self.scan_durable(query.from_seq, limit, |entry| {
             // Only the events that match are decoded in full.
             let wanted = match &query.pattern {
                 Some(pattern) => pattern.matches(&stored_topic(entry.head()?.topic)?),
                 None => true,
             };
             if wanted {
-                page.events.push(entry.recorded()?);
-                if page.events.len() == limit {
-                    return Ok(ControlFlow::Break(()));
-                }
+                events.push(entry.recorded()?);
             }
-            Ok(ControlFlow::Continue(()))
+            Ok(events.len())
         })?;
-        if !stopped {
-            // Neither the limit nor the scan budget stopped it: the rest of the range
-            // holds no entry.
-            page.next_seq = durable + 1;
-        }
-        Ok(page)
+        Ok(EventPage { events, next_seq })
     }
 
     /// The topic and source of durable events from `from_seq`, decoding nothing else.
     pub(crate) fn read_heads(&self, from_seq: u64, limit: usize) -> Result<HeadPage> {
-        let durable = *self.shared.durable_seq.borrow();
         let limit = limit.min(MAX_READ_ROWS);
-        let mut page = HeadPage {
-            heads: Vec::new(),
-            next_seq: from_seq,
-        };
-        if from_seq > durable || limit == 0 {
-            return Ok(page);
-        }
-        let stopped = log::scan(&self.tree, from_seq, durable, |_, entry| {
+        let mut heads = Vec::new();
+        let next_seq = self.scan_durable(from_seq, limit, |entry| {
             let head = entry.head()?;
-            page.heads.push(EventHead {
+            heads.push(EventHead {
                 seq: entry.seq,
                 topic: stored_topic(head.topic)?,
                 source: head.source.to_owned(),
             });
-            page.next_seq = entry.seq + 1;
-            Ok(if page.heads.len() == limit {
+            Ok(heads.len())
+        })?;
+        Ok(HeadPage { heads, next_seq })
+    }
+
+    /// Visits the durable log's entries from `from_seq` until `take` (which returns how
+    /// many rows it has kept) reaches `limit`, or [`MAX_READ_SCAN`] entries were looked
+    /// at. Returns where the next page starts.
+    fn scan_durable(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        mut take: impl FnMut(&log::Entry<'_>) -> Result<usize>,
+    ) -> Result<u64> {
+        let durable = *self.shared.durable_seq.borrow();
+        if from_seq > durable || limit == 0 {
+            return Ok(from_seq);
+        }
+        let mut next_seq = from_seq;
+        let mut inspected = 0;
+        let stopped = log::scan(&self.tree, from_seq, durable, |_, entry| {
+            if inspected == MAX_READ_SCAN {
+                return Ok(ControlFlow::Break(()));
+            }
+            inspected += 1;
+            next_seq = entry.seq + 1;
+            Ok(if take(&entry)? == limit {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             })
         })?;
-        if !stopped {
-            page.next_seq = durable + 1;
-        }
-        Ok(page)
+        // Neither the limit nor the scan budget stopped it: the rest of the range holds
+        // no entry.
+        Ok(if stopped { next_seq } else { durable + 1 })
     }
 
     pub(crate) fn find_event(&self, id: &EventId) -> Result<Option<RecordedEvent>> {
