@@ -359,15 +359,21 @@ mod tests {
         index.candidates(id_key(&event(n).id)).unwrap()
     }
 
+    /// A temp dir for the index, and a temp sled tree for the log (the db keeps it open).
+    fn temp_store() -> (tempfile::TempDir, sled::Db, Kv) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = Kv::new(db.open_tree("t").unwrap());
+        (dir, db, tree)
+    }
+
     fn caused_by(index: &IdIndex, n: u64) -> Vec<u64> {
         index.candidates(cause_key(&event(n).id)).unwrap()
     }
 
     #[test]
     fn finds_entries_in_the_table_in_runs_and_after_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = Kv::new(db.open_tree("t").unwrap());
+        let (dir, _db, tree) = temp_store();
         let last = RUNS as u64; // about 1.5 runs' worth of entries, with causes
         let entries = log(&tree, 1, last);
         let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
@@ -395,9 +401,7 @@ mod tests {
     /// A store whose log holds events 1..=RUNS and whose index has written
     /// run 1 (the first half of the events).
     fn store_with_a_run() -> (tempfile::TempDir, sled::Db, Kv, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = Kv::new(db.open_tree("t").unwrap());
+        let (dir, db, tree) = temp_store();
         let entries = log(&tree, 1, RUNS as u64);
         let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
         index.add(entries);
@@ -449,9 +453,7 @@ mod tests {
 
     #[test]
     fn a_run_holds_every_entry_of_the_seqs_it_spans() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = Kv::new(db.open_tree("t").unwrap());
+        let (dir, _db, tree) = temp_store();
         let index = IdIndex::open(dir.path(), &tree, 0, 2).unwrap();
         // Seq 2 has an id entry and a cause entry: both go in the first run.
         index.add(vec![(10, 1), (20, 2), (30, 2), (40, 3)]);
@@ -463,9 +465,7 @@ mod tests {
 
     #[test]
     fn a_lookup_finds_every_entry_of_a_key_across_blocks() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = Kv::new(db.open_tree("t").unwrap());
+        let (dir, _db, tree) = temp_store();
         let index = IdIndex::open(dir.path(), &tree, 0, 2000).unwrap();
         // Key 5 for seqs 100..700 spans three blocks; other keys repeat three times.
         let key_of = |seq: u64| {
@@ -503,9 +503,7 @@ mod tests {
 
     #[test]
     fn trimming_deletes_runs_below_the_first_seq() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = Kv::new(db.open_tree("t").unwrap());
+        let (dir, _db, tree) = temp_store();
         let index = IdIndex::open(dir.path(), &tree, 0, RUNS).unwrap();
         // Two runs of id entries only: seqs 1..=RUNS, then the next ones.
         let n = RUNS as u64;
