@@ -38,6 +38,7 @@ fn bench_runs_every_phase_and_reports_json() {
     positive("/chain/deliveries_per_s");
     positive("/chain/to_final_emit/p50_us");
     positive("/start_latency/p50_us");
+    positive("/start_latency_back_to_back/p50_us");
     positive("/deploy/cached_ms");
     positive("/memory_kib/0");
     assert_eq!(report["events"], 300);

@@ -136,7 +136,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .await?,
             );
             report.start_latency =
-                chain::start_latency(&address, Instant::now() + phase_limit).await?;
+                chain::start_latency(&address, chain::PROBE_GAP, Instant::now() + phase_limit)
+                    .await?;
+            report.start_latency_back_to_back =
+                chain::start_latency(&address, Duration::ZERO, Instant::now() + phase_limit)
+                    .await?;
         }
         if let Some(server) = &server {
             report.memory_kib = Some(server.memory()?);

@@ -17,6 +17,7 @@ use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt;
 
+use super::chain::{PROBE_GAP, PROBES};
 use super::load::EVENT_BYTES;
 use super::stats::{Percentiles, Progress, per_second};
 
@@ -32,7 +33,10 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) struct JetStreamFigures {
     pub(crate) publish_per_s: f64,
     pub(crate) publish_consume_per_s: f64,
+    /// One publish-and-ack at a time, back to back.
     pub(crate) sequential_publish: Option<Percentiles>,
+    /// One at a time, paced as choreo's low-load probes are.
+    pub(crate) paced_publish: Option<Percentiles>,
 }
 
 struct NatsServer {
@@ -196,9 +200,27 @@ pub(crate) async fn measure(count: u64, deadline: Instant) -> anyhow::Result<Jet
     let publish_consume_per_s = per_second(count, begin.elapsed());
     drop(line);
 
+    let mut sequential = sequential_publishes(&js, SEQUENTIAL, Duration::ZERO, deadline).await?;
+    let mut paced = sequential_publishes(&js, PROBES as usize, PROBE_GAP, deadline).await?;
+    drop(server);
+    Ok(JetStreamFigures {
+        publish_per_s,
+        publish_consume_per_s,
+        sequential_publish: Percentiles::of(&mut sequential),
+        paced_publish: Percentiles::of(&mut paced),
+    })
+}
+
+/// `count` publish-and-ack round trips, one at a time, `gap` after each ack.
+async fn sequential_publishes(
+    js: &jetstream::Context,
+    count: usize,
+    gap: Duration,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Duration>> {
     let payload = bytes::Bytes::from(vec![b'x'; EVENT_BYTES]);
-    let mut samples = Vec::with_capacity(SEQUENTIAL);
-    for _ in 0..SEQUENTIAL {
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
         anyhow::ensure!(
             Instant::now() < deadline,
             "JetStream sequential publishes ran past the deadline"
@@ -210,11 +232,9 @@ pub(crate) async fn measure(count: u64, deadline: Instant) -> anyhow::Result<Jet
             .await
             .context("JetStream publish ack")?;
         samples.push(begin.elapsed());
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
     }
-    drop(server);
-    Ok(JetStreamFigures {
-        publish_per_s,
-        publish_consume_per_s,
-        sequential_publish: Percentiles::of(&mut samples),
-    })
+    Ok(samples)
 }

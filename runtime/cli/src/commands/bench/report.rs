@@ -37,8 +37,10 @@ pub(crate) struct Report {
     pub(crate) ingress: Option<Ingress>,
     pub(crate) batch: Option<BatchIngress>,
     pub(crate) chain: Option<ChainFigures>,
-    /// Publish → first handler running, one event at a time.
+    /// Publish → first handler running, one event at a time, 10 ms apart.
     pub(crate) start_latency: Option<Percentiles>,
+    /// The same, each publish as soon as the last was answered.
+    pub(crate) start_latency_back_to_back: Option<Percentiles>,
     pub(crate) deploy: Option<DeployTimes>,
     /// (VmRSS, VmHWM) of the server after the runs, in KiB.
     pub(crate) memory_kib: Option<(u64, u64)>,
@@ -62,6 +64,7 @@ impl Report {
             batch: None,
             chain: None,
             start_latency: None,
+            start_latency_back_to_back: None,
             deploy: None,
             memory_kib: None,
             jetstream: None,
@@ -137,12 +140,26 @@ impl Report {
                 na(),
             ]);
         }
-        if let Some(start) = &self.start_latency {
-            let peer = js.and_then(|js| js.sequential_publish);
+        let starts = [
+            (
+                "publish → handler start, 10 ms apart",
+                &self.start_latency,
+                js.and_then(|js| js.paced_publish),
+                "publish + ack, 10 ms apart",
+            ),
+            (
+                "publish → handler start, back to back",
+                &self.start_latency_back_to_back,
+                js.and_then(|js| js.sequential_publish),
+                "sequential publish + ack",
+            ),
+        ];
+        for (measure, start, peer, peer_label) in starts {
+            let Some(start) = start else { continue };
             rows.push([
-                "publish → handler start, low load".to_owned(),
+                measure.to_owned(),
                 start.show(),
-                peer.map_or_else(na, |p| format!("{} (sequential publish + ack)", p.show())),
+                peer.map_or_else(na, |p| format!("{} ({peer_label})", p.show())),
                 match peer {
                     Some(peer) if start.p50_us > 0 => {
                         format!("{:.2}× (p50)", peer.p50_us as f64 / start.p50_us as f64)
