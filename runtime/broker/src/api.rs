@@ -65,6 +65,12 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// ids, and the commit itself happens once.
     async fn commit(&self, outcomes: Vec<Outcome>) -> Result<Vec<Committed>>;
 
+    /// Checks one outcome as [`Broker::commit`] does before committing anything (its
+    /// publishes and state writes are valid and within limits), without committing it.
+    /// A caller that commits many outcomes together checks each first, so that one the
+    /// broker would refuse does not make the whole commit fail.
+    fn check_outcome(&self, outcome: &Outcome) -> Result<()>;
+
     /// Reads one key of a handler's state as `view` sees it.
     async fn state_get(
         &self,

@@ -201,20 +201,6 @@ impl SledBroker {
         }
         Ok(())
     }
-
-    fn check_outcome(&self, outcome: &Outcome) -> Result<()> {
-        let Action::Ack { publishes, state } = &outcome.action else {
-            return Ok(());
-        };
-        self.check_events(publishes)?;
-        let handler = &outcome.token.handler;
-        for write in state {
-            check_len("key", handler, write.key.len(), MAX_STATE_KEY_BYTES)?;
-            let value_len = write.value.as_ref().map_or(0, Vec::len);
-            check_len("value", handler, value_len, MAX_STATE_VALUE_BYTES)?;
-        }
-        Ok(())
-    }
 }
 
 fn check_len(what: &'static str, handler: &HandlerName, len: usize, max: usize) -> Result<()> {
@@ -306,6 +292,20 @@ impl Broker for SledBroker {
             self.check_outcome(outcome)?;
         }
         self.call(|reply| Request::Commit(outcomes, reply)).await
+    }
+
+    fn check_outcome(&self, outcome: &Outcome) -> Result<()> {
+        let Action::Ack { publishes, state } = &outcome.action else {
+            return Ok(());
+        };
+        self.check_events(publishes)?;
+        let handler = &outcome.token.handler;
+        for write in state {
+            check_len("key", handler, write.key.len(), MAX_STATE_KEY_BYTES)?;
+            let value_len = write.value.as_ref().map_or(0, Vec::len);
+            check_len("value", handler, value_len, MAX_STATE_VALUE_BYTES)?;
+        }
+        Ok(())
     }
 
     async fn state_get(

@@ -10,10 +10,12 @@
 //! deliveries are done. A slow or failing handler only occupies its own worker.
 //!
 //! Layout:
-//! - `worker`: one handler's lease / run / commit loop.
+//! - `worker`: one handler's lease / run loop.
+//! - `commit`: one handler's committer, which commits finished deliveries together.
 //! - `state`: [`BrokerState`], the host's state reader over the broker.
 //! - `stats`: per-handler counters for the API and metrics.
 
+mod commit;
 mod state;
 mod stats;
 mod worker;

@@ -1,5 +1,5 @@
 //! One handler's worker: lease deliveries while slots are free, run each on the host,
-//! commit its outcome.
+//! hand its outcome to the committer (`commit.rs`).
 //!
 //! Concurrency is a semaphore of `concurrency` slots: the worker leases only as many
 //! deliveries as it has free slots, so the broker's per-key ordering (one in-flight
@@ -10,13 +10,14 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use choreo_broker::{Broker, Committed, Delivery, Outcome, StateView, StateWrite};
+use choreo_broker::{Broker, Delivery, Outcome, StateView, StateWrite};
 use choreo_core::HandlerName;
 use choreo_host::LoadedHandler;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::commit::{self, Failure, Finished};
 use crate::state::BrokerState;
 use crate::stats::HandlerCounters;
 
@@ -55,6 +56,7 @@ pub(crate) async fn run(
         shared.name.clone(),
         StateView::Latest,
     ));
+    let (finished, committer) = commit::start(broker.clone(), shared.counters.clone());
     loop {
         // Reap finished deliveries so the set does not grow.
         while in_flight.try_join_next().is_some() {}
@@ -106,12 +108,12 @@ pub(crate) async fn run(
                 seq = delivery.event.seq,
                 attempt = delivery.attempt,
             );
-            let broker = broker.clone();
             let counters = shared.counters.clone();
             let state = state.clone();
+            let finished = finished.clone();
             in_flight.spawn(
                 async move {
-                    deliver(&*broker, &handler, delivery, state, &counters, permit).await;
+                    deliver(&handler, delivery, state, &counters, permit, &finished).await;
                 }
                 .instrument(span),
             );
@@ -120,11 +122,14 @@ pub(crate) async fn run(
         // what a waiting event is waiting for, and the next lease is not.
         tokio::task::yield_now().await;
     }
-    // Stopping: no new leases; deliveries in flight finish and commit.
+    // Stopping: no new leases; deliveries in flight finish, and the committer commits
+    // their outcomes and ends once the last sender is gone.
     while in_flight.join_next().await.is_some() {}
+    drop(finished);
+    let _ = committer.await;
 }
 
-/// Runs one delivery and commits its outcome.
+/// Runs one delivery and hands its outcome to the committer.
 ///
 /// Decision: the worker's slot (`permit`) is given back when the call ends, not when its
 /// commit is durable. The broker counts the delivery as in flight until the commit is
@@ -132,12 +137,12 @@ pub(crate) async fn run(
 /// handler's concurrency hold either way; but a slot held across the sync would cap each
 /// handler at `concurrency` deliveries per sync, whatever the CPU could do.
 async fn deliver(
-    broker: &dyn Broker,
     handler: &LoadedHandler,
     delivery: Delivery,
     state: Arc<BrokerState>,
     counters: &HandlerCounters,
     permit: OwnedSemaphorePermit,
+    committer: &mpsc::UnboundedSender<Finished>,
 ) {
     if delivery.attempt == 1 {
         // A `time` in the future (a publisher's clock ahead of ours) counts as no delay.
@@ -151,7 +156,7 @@ async fn deliver(
     counters.called(outcome.elapsed);
     let micros = u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX);
     let token = delivery.token;
-    let (commit, failure) = match outcome.result {
+    let (outcome, failure) = match outcome.result {
         Ok(()) => {
             let writes = outcome
                 .state_writes
@@ -163,44 +168,29 @@ async fn deliver(
                 .collect();
             (Outcome::ack(token, outcome.publishes, writes), None)
         }
-        Err(err) if err.failure.is_retryable() => {
-            (Outcome::retry(token, err.to_string()), Some(err))
-        }
-        Err(err) => (Outcome::dead_letter(token, err.to_string()), Some(err)),
-    };
-    let result = match broker.commit(vec![commit]).await {
-        Ok(mut results) => results.pop(),
         Err(err) => {
-            // Nothing was committed; the lease expires and the event is delivered again.
-            tracing::error!(error = %err, "committing a delivery outcome failed");
-            counters.commit_failed();
-            return;
+            let failure = Failure {
+                trap: err.failure.trap_kind(),
+                message: err.to_string(),
+            };
+            let outcome = if err.failure.is_retryable() {
+                Outcome::retry(token, failure.message.clone())
+            } else {
+                Outcome::dead_letter(token, failure.message.clone())
+            };
+            (outcome, Some(failure))
         }
     };
-    let trap = failure.as_ref().and_then(|err| err.failure.trap_kind());
-    let message = failure
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    match result {
-        Some(Committed::Acked { .. }) => counters.acked(micros),
-        Some(Committed::Retrying {
-            attempt,
-            not_before,
-        }) => {
-            tracing::warn!(error = %message, attempt, %not_before, "delivery failed; it will be retried");
-            counters.failed(false, trap, message);
-        }
-        Some(Committed::DeadLettered { dead_letter }) => {
-            tracing::warn!(error = %message, dead_letter_seq = dead_letter.seq, "delivery dead-lettered");
-            counters.failed(true, trap, message);
-        }
-        Some(Committed::LeaseLost) => {
-            counters.lease_lost();
-            tracing::warn!(
-                "the lease expired before the outcome was committed; the event is redelivered"
-            );
-        }
-        None => tracing::error!("the broker returned no result for a committed outcome"),
+    let finished = Finished {
+        outcome,
+        micros,
+        failure,
+        span: tracing::Span::current(),
+    };
+    if committer.send(finished).is_err() {
+        // Only once the worker has stopped, and it keeps a sender until its deliveries
+        // have ended; the lease expires and the event is delivered again.
+        tracing::error!("the committer has stopped; the outcome is not committed");
+        counters.commit_failed();
     }
 }
