@@ -11,6 +11,9 @@
 //! broker hands out the next event of a key once the commit is applied, not durable, so
 //! holding a batch back would hold back every key in it by a sync.
 //!
+//! The inbox is unbounded but cannot grow past the handler's concurrency: the broker
+//! counts a delivery as in flight until its commit is applied, and leases no more.
+//!
 //! An outcome the broker would refuse (`Broker::check_outcome`) is committed on its
 //! own, so it fails alone, as it did before batching; every outcome in a batch is the
 //! same handler's, so nothing else in a commit can fail one outcome and not the others.
