@@ -5,9 +5,10 @@
 //! deploy dir, port 0, the chosen durability) and stops it at the end. Phases, in order:
 //! deploy-to-serving (first, while the log is small: the probe replays it from the
 //! earliest event), durable single-event ingress over C keep-alive connections, a chain
-//! of three relay handlers under load, publish → handler start at low load, the server's
-//! memory, then JetStream. All traffic goes to the given server or to loopback; every
-//! phase has a deadline. Benchmarks are reported, never asserted.
+//! of three relay handlers under load, publish → handler start at low load (one publish
+//! at a time, 10 ms apart and back to back), the server's memory, then JetStream. All
+//! traffic goes to the given server or to loopback; every phase has a deadline.
+//! Benchmarks are reported, never asserted.
 //!
 //! Layout of `bench/`: `server` (the child `choreo serve`), `api` (one keep-alive
 //! connection, the API calls, tailing the log), `load` (C connections publishing),

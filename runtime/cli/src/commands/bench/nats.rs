@@ -2,11 +2,12 @@
 //! started here on a free loopback port with a fresh store dir, killed at the end.
 //!
 //! Measures what a JetStream user would compare with choreo's figures, with the same
-//! 256-byte messages: async publish with 256 acks in flight (vs. durable ingress),
-//! publish with a concurrent pull consumer acking every message explicitly (vs.
-//! deliveries through handlers), and one publish-and-ack at a time (vs. publish →
-//! handler start at low load). JetStream acks a publish once written, syncing every two
-//! minutes by default: its durability is that of choreo's `buffered` mode.
+//! 256-byte messages: async publish with 256 acks in flight (vs. durable ingress), publish
+//! with a concurrent pull consumer acking every message explicitly (vs. deliveries through
+//! handlers), and one publish-and-ack at a time, back to back and 10 ms apart (vs. publish
+//! → handler start at low load, paced the same). JetStream acks a publish once written,
+//! syncing every two minutes by default: its durability is that of choreo's `buffered`
+//! mode.
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
