@@ -14,9 +14,10 @@
 //! The inbox is unbounded but cannot grow past the handler's concurrency: the broker
 //! counts a delivery as in flight until its commit is applied, and leases no more.
 //!
-//! An outcome the broker would refuse (`Broker::check_outcome`) is committed on its
-//! own, so it fails alone, as it did before batching; every outcome in a batch is the
-//! same handler's, so nothing else in a commit can fail one outcome and not the others.
+//! An outcome the broker would refuse (`Broker::check_outcome`) is left out of the
+//! batch and counted as a failed commit, as it was when each delivery committed alone;
+//! every outcome in a batch is the same handler's, so nothing else in a commit can fail
+//! one outcome and not the others.
 
 use std::sync::Arc;
 
@@ -75,11 +76,17 @@ async fn run(
             batch.push(finished);
         }
         while commits.try_join_next().is_some() {}
-        let (refused, accepted): (Vec<_>, Vec<_>) = batch
-            .drain(..)
-            .partition(|finished| broker.check_outcome(&finished.outcome).is_err());
-        for finished in refused {
-            commits.spawn(commit(broker.clone(), counters.clone(), vec![finished]));
+        let mut accepted = Vec::with_capacity(batch.len());
+        for finished in batch.drain(..) {
+            match broker.check_outcome(&finished.outcome) {
+                Ok(()) => accepted.push(finished),
+                // Nothing is committed for it; its lease expires and the event is
+                // delivered again, as when a commit fails.
+                Err(err) => finished.span.in_scope(|| {
+                    tracing::error!(error = %err, "the broker refuses a delivery outcome");
+                    counters.commit_failed();
+                }),
+            }
         }
         if !accepted.is_empty() {
             commits.spawn(commit(broker.clone(), counters.clone(), accepted));
