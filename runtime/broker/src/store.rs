@@ -31,8 +31,8 @@ use crate::records::{
     self, DeadLetterRecord, EntryRecord, FORMAT, META_KEY, Meta, StateRecord, SubRecord, decode,
 };
 use crate::registry::Registry;
-use crate::wal::{self, WAL_DIR, Wal, sync_dir};
-use crate::{Config, Error, Result};
+use crate::wal::{self, WAL_DIR, Wal, Writes, sync_dir};
+use crate::{Config, Durability, Error, Result};
 
 /// The name of the one tree every record lives in.
 const TREE: &[u8] = b"choreo";
@@ -122,7 +122,12 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
     if !replayed.segments.is_empty() {
         checkpoint(&db, &mut syncer, &replayed.segments)?;
     }
-    let wal = Wal::create(&wal_dir, replayed.applied + 1)?;
+    let writes = match config.durability {
+        Durability::Strict => Writes::Direct,
+        Durability::Buffered => Writes::Cached,
+    };
+    let wal = Wal::create(&wal_dir, replayed.applied + 1, writes)?;
+    tracing::debug!(writes = ?wal.writes(), "broker.wal: appends");
     let store = Store {
         db,
         kv: Kv::new(tree),

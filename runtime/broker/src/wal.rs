@@ -30,9 +30,22 @@
 //! ext4 that took a small append's sync from ≈ 150 to ≈ 100 µs and its CPU time by a
 //! fifth. What a spare held before is never read as part of its new segment: every
 //! append ends with an end marker (`changes.rs`), which the next append overwrites.
+//!
+//! Decision: in strict mode a segment is opened with `O_DIRECT | O_DSYNC`, so that one
+//! `pwrite` puts an append on the disk, instead of a `write` into the page cache and an
+//! fdatasync that then writes the dirty pages back and flushes the drive's cache. Each
+//! append rewrites the segment's last, partly filled block with the new records after
+//! what it already held ([`Writes::Direct`]), as direct I/O writes whole blocks. On this
+//! VM's ext4 (a drive with a write-back cache and no FUA), an overwriting 2 KB append
+//! took ≈ 80–95 µs and 32 µs of CPU this way against ≈ 100–110 µs and 42 µs with
+//! fdatasync; a 64 KB one ≈ 100–110 µs and 34 µs against ≈ 140–150 µs and 55–68 µs.
+//! A file system that refuses direct I/O (tmpfs before Linux 6.6, some FUSE ones) gets
+//! the page cache and fdatasync.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+#[cfg(target_os = "linux")]
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::changes::{self, END_MARKER, Next};
@@ -50,6 +63,26 @@ const MAX_SPARE_SEGMENTS: usize = 2;
 /// The extension of a spare segment (a live one's is `wal`).
 const SPARE_EXTENSION: &str = "spare";
 
+/// What a direct write is aligned to, in memory and in the file, and a multiple of its
+/// length: a file system block, and a multiple of any drive's logical block.
+const BLOCK: usize = 4096;
+
+/// The staging buffer's size kept between direct appends; a larger one (a round of big
+/// events) is given back.
+const STAGING_KEPT_BYTES: usize = 4 * 1024 * 1024;
+
+/// How the log's appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// Through the page cache: an append is in the OS when it returns, and
+    /// [`Wal::sync`] fdatasyncs. Buffered mode, and strict mode on a file system that
+    /// refuses direct I/O.
+    Cached,
+    /// `O_DIRECT | O_DSYNC`: an append is on the disk when it returns, and
+    /// [`Wal::sync`] has nothing left to do. Strict mode.
+    Direct,
+}
+
 /// The active segment, appended to by the durability stage (`durable.rs`).
 #[derive(Debug)]
 pub(crate) struct Wal {
@@ -58,26 +91,31 @@ pub(crate) struct Wal {
     path: PathBuf,
     /// Where the next append goes: the end of the segment's records.
     end: u64,
+    writes: Writes,
+    /// Direct writes: the bytes of the segment's last block before `end`, which the next
+    /// append writes again in front of its records.
+    tail: Vec<u8>,
+    /// Direct writes: where an append is assembled, with room to start it on a block.
+    staging: Vec<u8>,
 }
 
 impl Wal {
     /// Starts a new segment whose first record will be group `first_group`: a spare
-    /// renamed, when there is one, else a new file.
-    pub(crate) fn create(dir: &Path, first_group: u64) -> Result<Wal> {
+    /// renamed, when there is one, else a new file. Its appends are `writes`, or cached
+    /// where the file system refuses direct I/O.
+    pub(crate) fn create(dir: &Path, first_group: u64, writes: Writes) -> Result<Wal> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::storage("creating the write-ahead log directory", e))?;
         let path = dir.join(segment_name(first_group));
-        let mut options = OpenOptions::new();
-        options.write(true);
-        match spares(dir)?.pop() {
-            Some(spare) => std::fs::rename(&spare, &path)
-                .map_err(|e| Error::storage("reusing a spare write-ahead log segment", e))?,
-            None => {
-                options.create(true).truncate(true);
+        let created = match spares(dir)?.pop() {
+            Some(spare) => {
+                std::fs::rename(&spare, &path)
+                    .map_err(|e| Error::storage("reusing a spare write-ahead log segment", e))?;
+                false
             }
-        }
-        let file = options
-            .open(&path)
+            None => true,
+        };
+        let (file, writes) = open_segment(&path, created, writes)
             .map_err(|e| Error::storage("creating a write-ahead log segment", e))?;
         // The segment's directory entry must survive a crash before anything in it counts.
         sync_dir(dir).map_err(|e| Error::storage("syncing the write-ahead log directory", e))?;
@@ -86,6 +124,9 @@ impl Wal {
             file,
             path,
             end: 0,
+            writes,
+            tail: Vec::new(),
+            staging: Vec::new(),
         };
         // A reused segment must read as empty, even if nothing is appended before a crash.
         wal.append(&mut Vec::new())?;
@@ -93,31 +134,70 @@ impl Wal {
         Ok(wal)
     }
 
-    /// Writes `records` to the OS, followed by an end marker that the next append
-    /// overwrites. Enough for buffered mode: a process crash keeps them. `records` is
-    /// given back as it came.
+    /// How this segment's appends reach the disk.
+    pub(crate) fn writes(&self) -> Writes {
+        self.writes
+    }
+
+    /// Writes `records`, followed by an end marker that the next append overwrites: to
+    /// the OS (enough for buffered mode: a process crash keeps them), or with direct
+    /// writes, to the disk. `records` is given back as it came.
     pub(crate) fn append(&mut self, records: &mut Vec<u8>) -> Result<()> {
-        let written = records.len();
-        records.extend_from_slice(&END_MARKER);
-        let result = self.file.write_all_at(records, self.end);
-        records.truncate(written);
+        let result = match self.writes {
+            Writes::Cached => {
+                let written = records.len();
+                records.extend_from_slice(&END_MARKER);
+                let result = self.file.write_all_at(records, self.end);
+                records.truncate(written);
+                result
+            }
+            Writes::Direct => self.append_direct(records),
+        };
         result.map_err(|e| Error::storage("writing to the write-ahead log", e))?;
-        self.end += written as u64;
+        self.end += records.len() as u64;
         Ok(())
     }
 
-    /// fdatasync: everything appended so far survives a power loss.
+    /// One direct write, from the start of the segment's last block: what that block
+    /// held, `records`, the end marker, and zeros to the end of the last block written.
+    fn append_direct(&mut self, records: &[u8]) -> std::io::Result<()> {
+        let kept = self.tail.len();
+        let from = self.end - kept as u64;
+        let used = kept + records.len();
+        let marked = used + END_MARKER.len();
+        let len = marked.next_multiple_of(BLOCK);
+        let block = aligned(&mut self.staging, len);
+        block[..kept].copy_from_slice(&self.tail);
+        block[kept..used].copy_from_slice(records);
+        block[used..marked].copy_from_slice(&END_MARKER);
+        block[marked..].fill(0);
+        self.file.write_all_at(block, from)?;
+        let last_block = used - used % BLOCK;
+        self.tail.clear();
+        self.tail.extend_from_slice(&block[last_block..used]);
+        if self.staging.len() > STAGING_KEPT_BYTES {
+            self.staging = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Everything appended so far survives a power loss: fdatasync, or nothing to do
+    /// after direct writes.
     pub(crate) fn sync(&mut self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::storage("fdatasync of the write-ahead log", e))
+        match self.writes {
+            Writes::Cached => self
+                .file
+                .sync_data()
+                .map_err(|e| Error::storage("fdatasync of the write-ahead log", e)),
+            Writes::Direct => Ok(()),
+        }
     }
 
     /// Syncs the active segment and starts a new one at `next_group`. Returns the sealed
     /// segment, to be retired once a checkpoint covers it.
     pub(crate) fn rotate(&mut self, next_group: u64) -> Result<PathBuf> {
         self.sync()?;
-        let next = Wal::create(&self.dir, next_group)?;
+        let next = Wal::create(&self.dir, next_group, self.writes)?;
         let sealed = std::mem::replace(self, next);
         Ok(sealed.path)
     }
@@ -126,6 +206,52 @@ impl Wal {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens a segment for appending (`create`: a new file), with direct writes when
+/// `writes` asks for them and the file system takes them, else cached.
+fn open_segment(path: &Path, create: bool, writes: Writes) -> std::io::Result<(File, Writes)> {
+    let open = |direct: bool| {
+        let mut options = OpenOptions::new();
+        options.write(true);
+        if create {
+            options.create(true).truncate(true);
+        }
+        #[cfg(target_os = "linux")]
+        if direct {
+            options.custom_flags(libc::O_DIRECT | libc::O_DSYNC);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = direct;
+        options.open(path)
+    };
+    if writes == Writes::Direct && cfg!(target_os = "linux") {
+        // A file system without direct I/O refuses it when the file is opened (older tmpfs) or
+        // written (some FUSE ones), with EINVAL either way.
+        let refused = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        match open(true) {
+            Ok(file) => match file.write_all_at(aligned(&mut Vec::new(), BLOCK), 0) {
+                Ok(()) => return Ok((file, Writes::Direct)),
+                Err(e) if refused(&e) => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) if refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+        tracing::debug!(segment = %path.display(), "broker.wal: the file system refuses direct I/O; appends go through the page cache");
+    }
+    Ok((open(false)?, Writes::Cached))
+}
+
+/// `len` bytes of `buffer`, starting at a [`BLOCK`]-aligned address, as direct I/O
+/// needs. Their contents are whatever the buffer held.
+fn aligned(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buffer.len() < len + BLOCK {
+        buffer.resize(len + BLOCK, 0);
+    }
+    let address = buffer.as_ptr().addr();
+    let start = address.next_multiple_of(BLOCK) - address;
+    &mut buffer[start..start + len]
 }
 
 /// Keeps a checkpointed `segment` as a spare for [`Wal::create`] to reuse, or deletes
@@ -393,8 +519,14 @@ mod tests {
 
     #[test]
     fn a_reused_segment_reads_as_only_what_was_appended_to_it() {
+        for writes in [Writes::Cached, Writes::Direct] {
+            reused_segment_reads_as_only_what_was_appended(writes);
+        }
+    }
+
+    fn reused_segment_reads_as_only_what_was_appended(writes: Writes) {
         let (dir, tree) = store();
-        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        let mut wal = Wal::create(dir.path(), 1, writes).unwrap();
         wal.append(&mut records(1..=40)).unwrap();
         let first = wal.rotate(41).unwrap();
         replay(&tree, dir.path()).unwrap();
@@ -422,6 +554,50 @@ mod tests {
         let replayed = replay(&tree, dir.path()).unwrap();
         assert_eq!((replayed.applied, replayed.groups), (43, 2));
         assert_eq!(tree.get(b"k").unwrap().unwrap(), 43u64.to_be_bytes());
+    }
+
+    #[test]
+    fn direct_appends_of_any_size_read_back_as_the_same_records() {
+        let (dir, tree) = store();
+        let mut wal = Wal::create(dir.path(), 1, Writes::Direct).unwrap();
+        // The data directory's file system decides; this machine's takes direct I/O.
+        let direct = wal.writes() == Writes::Direct;
+        // Appends that end inside a block, exactly on one, and span several.
+        let mut group = 0;
+        let mut expected = Vec::new();
+        for size in [1, 7, 600, 4096 / 8, 3, 2000] {
+            let mut bytes = Vec::new();
+            for _ in 0..size {
+                group += 1;
+                record(group, &mut bytes);
+            }
+            expected.extend_from_slice(&bytes);
+            wal.append(&mut bytes).unwrap();
+            wal.sync().unwrap();
+            let on_disk = std::fs::read(wal.path()).unwrap();
+            assert_eq!(
+                &on_disk[..expected.len()],
+                &expected[..],
+                "after {group} groups"
+            );
+            assert_eq!(&on_disk[expected.len()..][..END_MARKER.len()], &END_MARKER);
+            if direct {
+                assert_eq!(on_disk.len() % BLOCK, 0, "direct writes are whole blocks");
+            }
+        }
+        let replayed = replay(&tree, dir.path()).unwrap();
+        assert_eq!((replayed.applied, replayed.groups), (group, group as usize));
+        assert_eq!(tree.get(b"k").unwrap().unwrap(), group.to_be_bytes());
+    }
+
+    #[test]
+    fn an_aligned_slice_starts_on_a_block() {
+        let mut buffer = Vec::new();
+        for len in [BLOCK, 3 * BLOCK, BLOCK] {
+            let slice = aligned(&mut buffer, len);
+            assert_eq!(slice.len(), len);
+            assert_eq!(slice.as_ptr().addr() % BLOCK, 0);
+        }
     }
 
     #[test]
