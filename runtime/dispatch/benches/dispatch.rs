@@ -8,6 +8,9 @@
 //! - `relay_chain/strict` and `relay_chain/buffered`: 1,000 keyed events (64 keys)
 //!   through the three relays, 3,000 deliveries per iteration; throughput in
 //!   deliveries. Each relay has a concurrency of 8, as `choreo bench`'s do.
+//! - `relay_chain/strict_warm`: the same, strict, with each relay keeping its instances
+//!   for up to 1,000 deliveries (`deliveries_per_instance`) instead of a fresh one per
+//!   delivery: the difference from `strict` is what fresh instances cost the chain.
 
 // Helpers outside #[test] functions panic on failure by design, like the tests.
 #![allow(clippy::unwrap_used)]
@@ -43,7 +46,12 @@ struct Chain {
     _dir: tempfile::TempDir,
 }
 
-async fn chain(host: &Host, relay: &[u8], durability: Durability) -> Chain {
+async fn chain(
+    host: &Host,
+    relay: &[u8],
+    durability: Durability,
+    deliveries_per_instance: u32,
+) -> Chain {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path().join("broker"));
     config.durability = durability;
@@ -58,6 +66,7 @@ async fn chain(host: &Host, relay: &[u8], durability: Durability) -> Chain {
         ]);
         let settings = HandlerSettings {
             config,
+            deliveries_per_instance,
             ..Default::default()
         };
         let handler = host.load(name, &component, settings).await.unwrap();
@@ -125,11 +134,12 @@ fn relay_chain(c: &mut Criterion) {
     let mut group = c.benchmark_group("relay_chain");
     group.throughput(Throughput::Elements(3 * EVENTS));
     group.sample_size(20);
-    for (label, durability) in [
-        ("strict", Durability::Strict),
-        ("buffered", Durability::Buffered),
+    for (label, durability, deliveries_per_instance) in [
+        ("strict", Durability::Strict, 1),
+        ("buffered", Durability::Buffered, 1),
+        ("strict_warm", Durability::Strict, 1000),
     ] {
-        let chain = runtime.block_on(chain(&host, &relay, durability));
+        let chain = runtime.block_on(chain(&host, &relay, durability, deliveries_per_instance));
         group.bench_function(label, |b| {
             b.iter_custom(|iters| {
                 runtime.block_on(async {
