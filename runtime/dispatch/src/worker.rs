@@ -149,10 +149,11 @@ async fn deliver(
         let since = choreo_core::Timestamp::now().duration_since(delivery.event.event.time);
         counters.started(Duration::try_from(since).unwrap_or(Duration::ZERO));
     }
-    let outcome = handler
+    let mut outcome = handler
         .handle(&delivery.event, delivery.attempt, state)
         .await;
     drop(permit);
+    let spent = outcome.spent.take();
     counters.called(outcome.elapsed);
     let micros = u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX);
     let token = delivery.token;
@@ -193,4 +194,6 @@ async fn deliver(
         tracing::error!("the committer has stopped; the outcome is not committed");
         counters.commit_failed();
     }
+    // The instance goes back to the pool only now: its commit need not wait for that.
+    drop(spent);
 }

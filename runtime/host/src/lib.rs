@@ -38,6 +38,7 @@ mod output;
 mod state;
 mod warm;
 
+pub use call::SpentInstance;
 pub use component::ACCEPTED_WORLD_VERSIONS;
 pub use engine::{EPOCH_TICK, Host, PoolConfig};
 pub use error::{CallError, Error, Failure, TrapKind};
