@@ -17,7 +17,16 @@ fn bench_runs_every_phase_and_reports_json() {
     let dir = tempfile::tempdir().unwrap();
     let run = run_choreo(
         dir.path(),
-        &["bench", "--json", "--events", "300", "--connections", "4"],
+        &[
+            "bench",
+            "--json",
+            "--events",
+            "300",
+            "--connections",
+            "4",
+            "--deliveries-per-instance",
+            "50",
+        ],
         &[("CHOREO_BENCH_RELAY", choreo_test_guests::RELAY)],
         BENCH_DEADLINE,
     );
@@ -42,6 +51,7 @@ fn bench_runs_every_phase_and_reports_json() {
     positive("/deploy/cached_ms");
     positive("/memory_kib/0");
     assert_eq!(report["events"], 300);
+    assert_eq!(report["chain"]["deliveries_per_instance"], 50);
     assert_eq!(report["durability"], "strict");
     assert!(report["jetstream"].is_null(), "JetStream was not asked for");
 }

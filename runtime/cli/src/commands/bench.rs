@@ -41,6 +41,8 @@ const DEFAULT_RELAY: &str = concat!(
 );
 /// How long `/readyz` may take to answer 200.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// The most deliveries a relay instance may serve (`--deliveries-per-instance`).
+const MAX_PER_INSTANCE: i64 = choreo_host::MAX_DELIVERIES_PER_INSTANCE as i64;
 /// The shortest deadline of a phase; longer for many events (5 ms per event).
 const PHASE_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -74,6 +76,10 @@ pub(crate) struct Args {
     /// Print the results as JSON instead of a table
     #[arg(long, env = "CHOREO_BENCH_JSON")]
     json: bool,
+    /// Deliveries each relay instance serves before it is replaced: 1, as for any handler
+    /// by default, is a fresh instance per delivery; more keeps instances warm
+    #[arg(long, env = "CHOREO_BENCH_DELIVERIES_PER_INSTANCE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_PER_INSTANCE))]
+    deliveries_per_instance: u32,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -126,12 +132,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .await?,
         );
         if let Some(dir) = &deploy_dir {
-            chain::deploy_relays(&address, dir, &relay).await?;
+            chain::deploy_relays(&address, dir, &relay, args.deliveries_per_instance).await?;
             report.chain = Some(
                 chain::under_load(
                     &address,
                     args.events,
                     connections,
+                    args.deliveries_per_instance,
                     Instant::now() + phase_limit,
                 )
                 .await?,

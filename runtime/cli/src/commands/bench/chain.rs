@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::api::{Conn, Observed, tail};
-use super::deploy::{manifest, parse_time, place, wait_for_status};
+use super::deploy::{Manifest, parse_time, place, wait_for_status};
 use super::load::{self, Load, Sent};
 use super::stats::{Percentiles, Progress, per_second};
 
@@ -41,28 +41,41 @@ pub(crate) struct ChainFigures {
     pub(crate) to_final_emit: Option<Percentiles>,
     /// Publish → the final output readable through `GET /v1/events` (committed).
     pub(crate) to_final_visible: Option<Percentiles>,
+    /// The relays' `deliveries_per_instance`: 1 is a fresh instance per delivery.
+    pub(crate) deliveries_per_instance: u32,
 }
 
-/// Deploys the three relays and waits until they run.
-pub(crate) async fn deploy_relays(address: &str, dir: &Path, relay: &[u8]) -> anyhow::Result<()> {
+/// Deploys the three relays, each instance serving `deliveries_per_instance`
+/// deliveries, and waits until they run.
+pub(crate) async fn deploy_relays(
+    address: &str,
+    dir: &Path,
+    relay: &[u8],
+    deliveries_per_instance: u32,
+) -> anyhow::Result<()> {
     for (name, subscribe, publish) in RELAYS {
-        place(
-            dir,
+        let manifest = Manifest {
             name,
-            relay,
-            &manifest(name, subscribe, publish, CONCURRENCY, "next"),
-        )?;
+            subscribe,
+            publish,
+            concurrency: CONCURRENCY,
+            start: "next",
+            deliveries_per_instance,
+        };
+        place(dir, name, relay, &manifest.to_toml())?;
     }
     let names = RELAYS.map(|(name, ..)| name);
     wait_for_status(address, &names, "running", DEPLOY_DEADLINE).await
 }
 
 /// Publishes `events` keyed events to `bench.in` over `connections` connections and
-/// waits for all their outputs on `bench.c`.
+/// waits for all their outputs on `bench.c`, through relays deployed with
+/// `deliveries_per_instance`.
 pub(crate) async fn under_load(
     address: &str,
     events: u64,
     connections: usize,
+    deliveries_per_instance: u32,
     deadline: Instant,
 ) -> anyhow::Result<ChainFigures> {
     let mut conn = Conn::open(address).await?;
@@ -100,6 +113,7 @@ pub(crate) async fn under_load(
         elapsed_s: elapsed.as_secs_f64(),
         to_final_emit: Percentiles::of(&mut emit),
         to_final_visible: Percentiles::of(&mut visible),
+        deliveries_per_instance,
     })
 }
 

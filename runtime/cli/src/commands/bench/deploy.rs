@@ -20,17 +20,31 @@ const DEPLOY_DEADLINE: Duration = Duration::from_secs(60);
 const REMOVE_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The manifest of a relay deployment.
-pub(crate) fn manifest(
-    name: &str,
-    subscribe: &str,
-    publish: &str,
-    concurrency: usize,
-    start: &str,
-) -> String {
-    format!(
-        "concurrency = {concurrency}\nstart = \"{start}\"\n\n[config]\nname = \"{name}\"\n\
-         subscribe = \"{subscribe}\"\npublish = \"{publish}\"\n"
-    )
+pub(crate) struct Manifest<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) subscribe: &'a str,
+    pub(crate) publish: &'a str,
+    pub(crate) concurrency: usize,
+    pub(crate) start: &'a str,
+    pub(crate) deliveries_per_instance: u32,
+}
+
+impl Manifest<'_> {
+    pub(crate) fn to_toml(&self) -> String {
+        let Manifest {
+            name,
+            subscribe,
+            publish,
+            concurrency,
+            start,
+            deliveries_per_instance,
+        } = self;
+        format!(
+            "concurrency = {concurrency}\nstart = \"{start}\"\n\
+             deliveries_per_instance = {deliveries_per_instance}\n\n[config]\nname = \"{name}\"\n\
+             subscribe = \"{subscribe}\"\npublish = \"{publish}\"\n"
+        )
+    }
 }
 
 /// Writes `<stem>.toml`, then the component under a hidden temp name, and renames it to
@@ -121,7 +135,15 @@ pub(crate) async fn deploy_to_serving(
     let wasm = with_nonce(relay);
     let input = format!("bench.probe.{}", std::process::id());
     let output = format!("{input}.out");
-    let text = manifest(PROBE, &input, &output, 1, "earliest");
+    let text = Manifest {
+        name: PROBE,
+        subscribe: &input,
+        publish: &output,
+        concurrency: 1,
+        start: "earliest",
+        deliveries_per_instance: 1,
+    }
+    .to_toml();
     let mut conn = Conn::open(address).await?;
     let mut times = Vec::new();
     for round in ["cold", "cached"] {
@@ -167,9 +189,18 @@ mod tests {
 
     #[test]
     fn manifests_name_the_bridge() {
-        let text = manifest("relay-a", "bench.in", "bench.a", 8, "next");
+        let text = Manifest {
+            name: "relay-a",
+            subscribe: "bench.in",
+            publish: "bench.a",
+            concurrency: 8,
+            start: "next",
+            deliveries_per_instance: 1000,
+        }
+        .to_toml();
         let value: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(value["concurrency"].as_integer(), Some(8));
+        assert_eq!(value["deliveries_per_instance"].as_integer(), Some(1000));
         assert_eq!(value["config"]["publish"].as_str(), Some("bench.a"));
     }
 

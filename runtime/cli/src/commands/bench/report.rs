@@ -116,8 +116,12 @@ impl Report {
             ]);
         }
         if let Some(chain) = &self.chain {
+            let instances = match chain.deliveries_per_instance {
+                1 => String::new(),
+                n => format!(" ({n} per instance)"),
+            };
             rows.push([
-                "deliveries through 3 relays".to_owned(),
+                format!("deliveries through 3 relays{instances}"),
                 rate(chain.deliveries_per_s),
                 js.map_or_else(na, |js| {
                     format!("{} (publish + ack'd pull)", rate(js.publish_consume_per_s))
