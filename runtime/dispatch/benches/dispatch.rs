@@ -25,6 +25,11 @@ use choreo_dispatch::{DispatchPlan, Dispatcher};
 use choreo_host::{HandlerSettings, Host};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// The allocator the `choreo` binary runs with (`runtime/cli/src/main.rs`), so that the
+/// figures are the server's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The relays: (handler name, consumes, publishes).
 const RELAYS: [(&str, &str, &str); 3] = [
     ("relay-a", "chain.in", "chain.a"),
