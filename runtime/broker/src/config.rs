@@ -53,8 +53,9 @@ pub const MAX_RETENTION_SCAN: usize = 10_000;
 /// When an acknowledged write is on stable storage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Durability {
-    /// Every acknowledgement follows an fdatasync of the store's files: an acknowledged
-    /// event survives power loss. Concurrent callers share one sync (group commit).
+    /// Every acknowledgement follows a write of the log that reaches the disk (direct
+    /// and synchronous, or followed by an fdatasync): an acknowledged event survives
+    /// power loss. Concurrent callers share one such write (group commit).
     #[default]
     Strict,
     /// Acknowledged once written to the operating system (survives a process crash);

@@ -3,9 +3,10 @@
 //! The writer (`writer.rs`) builds a group and applies it to memory in front of sled
 //! (`overlay.rs`), then hands the group to this stage as an [`Applied`] and goes on with
 //! the next group. The stage takes every group handed over so far, appends their
-//! records to the write-ahead log (`wal.rs`) with one `write`, in strict mode fdatasyncs
-//! once, and only then answers the groups and moves the durable seq on, in the order
-//! they were applied. While it waits for the disk, the writer builds and applies the
+//! records to the write-ahead log (`wal.rs`) with one write (in strict mode a direct,
+//! synchronous one, or a write and one fdatasync where direct I/O is refused), and only
+//! then answers the groups and moves the durable seq on, in the order they were
+//! applied. While it waits for the disk, the writer builds and applies the
 //! next groups, so under load many publishers share each sync.
 //!
 //! Buffered mode answers once the records are written to the OS (a process crash keeps

@@ -21,7 +21,7 @@
 //! - `lease`: leasing with a long poll.
 //! - `reads`: log, id, causation, state and dead-letter reads.
 //! - `writer`: the group-commit thread and its requests.
-//! - `durable`: the second stage of the group commit: log, fdatasync, answer; checkpoints.
+//! - `durable`: the second stage of the group commit: log, sync, answer; checkpoints.
 //! - `wal`: the write-ahead log that makes a group durable, and its replay.
 //! - `changes`: a group's writes, and their write-ahead log record.
 //! - `txn`: building one group (publish with fan-out and dedup, commit, subscribe).

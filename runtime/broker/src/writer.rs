@@ -6,7 +6,7 @@
 //! to the overlay in front of sled (`overlay.rs`) and updates the in-memory view (queues
 //! wake their workers), then hands the group to the durability stage (`durable.rs`),
 //! which appends every group handed over meanwhile to the write-ahead log with one write
-//! (in strict mode also one fdatasync), and only then answers. While one group is being
+//! (in strict mode one that reaches the disk), and only then answers. While one group is being
 //! made durable the next ones are built, so under load many publishers share each sync:
 //! this is what makes strict durability affordable.
 //!
