@@ -24,10 +24,10 @@ use clap::{Parser, Subcommand};
 /// request parsed on an async thread, its group applied on the writer's, its records
 /// written on the durability thread's), which glibc serves from contended per-thread
 /// arenas. In `choreo bench`, six interleaved pairs (13:32–13:33 UTC, 2026-11-27), it
-/// raised deliveries through the relay chain from a median of 23.0k to 29.1k/s and
+/// raised deliveries through the relay chain from a median of 23.1k to 29.1k/s and
 /// batched ingress from 131–167k to 195–213k/s, with the same RSS (171–216 MiB).
 /// mimalloc, tried the same way, raised the chain as much, but batched ingress swung
-/// between 88k and 235k/s from run to run, and RSS rose to 245–305 MiB.
+/// between 88k and 232k/s from run to run, and RSS rose to 233–305 MiB.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
