@@ -1,7 +1,8 @@
 //! Kept instances (`deliveries_per_instance`): what a handler keeps between deliveries,
 //! when the host throws an instance away, and that idle instances never hold a pool
 //! slot another handler needs. The `hostile` guest's `hostile.count` publishes how many
-//! such events its instance has handled, so a test can see which instance ran.
+//! such events its instance has handled, so a test can see which instance ran. Also:
+//! a fresh instance's pool slot comes back only when the caller drops it.
 
 // Helpers outside #[test] functions panic on failure by design, like the tests.
 #![allow(clippy::unwrap_used)]
@@ -165,6 +166,38 @@ async fn idle_instances_give_their_pool_slots_back() {
     tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .expect("an idle instance never blocks a call of another handler");
+}
+
+#[tokio::test]
+async fn a_spent_instance_holds_its_pool_slot_until_the_caller_drops_it() {
+    // One slot, fresh instances: the slot comes back with the outcome's spent instance.
+    let host = Host::with_pool(PoolConfig {
+        max_instances: 1,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let handler = load_on(&host, 1, Limits::default()).await;
+    let event = RecordedEvent {
+        seq: 1,
+        event: Event::new(Topic::new("hostile.ok").unwrap(), "test://warm", Vec::new()),
+    };
+    let state = Arc::new(MemoryState::default());
+    let mut held = handler.handle(&event, 1, state.clone()).await;
+    held.result.unwrap();
+    assert!(held.spent.is_some(), "a fresh instance is handed back");
+    let next = handler.handle(&event, 1, state.clone());
+    tokio::pin!(next);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut next)
+            .await
+            .is_err(),
+        "a second call ran while the first one's instance still held the only slot"
+    );
+    drop(held.spent.take());
+    let outcome = tokio::time::timeout(Duration::from_secs(30), next)
+        .await
+        .expect("dropping the spent instance frees its slot");
+    outcome.result.unwrap();
 }
 
 #[tokio::test]
