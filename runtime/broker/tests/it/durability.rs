@@ -3,17 +3,24 @@
 //! `O_DSYNC` (the write-ahead log's direct writes). sled's `flush()` alone would show
 //! none (it uses sync_file_range). Skipped, with a message, only when strace is not
 //! installed.
+//!
+//! The same runs on a file system that refuses direct I/O (ramfs, mounted in a user and
+//! mount namespace of the test's own), where strict mode must fall back to the page
+//! cache and fdatasync. Skipped, with a message, where `unshare` cannot make one.
 
 use std::process::Command;
 
-use choreo_broker::{Broker, Config, Durability, SledBroker};
+use choreo_broker::{Broker, Config, Durability, EventQuery, SledBroker};
 
 use crate::event;
 
 const CHILD_ENV: &str = "CHOREO_BROKER_SYNC_CHILD";
+/// Set for a child that must also close its store, reopen it and read every event back.
+const READ_BACK_ENV: &str = "CHOREO_BROKER_SYNC_READ_BACK";
 const PUBLISHES: usize = 25;
 
-/// The child: opens a store in the given mode and publishes one event at a time.
+/// The child: opens a store in the given mode and publishes one event at a time; with
+/// [`READ_BACK_ENV`], then closes the store, opens it again and reads every event back.
 #[test]
 fn sync_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -32,19 +39,56 @@ fn sync_child() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let broker = SledBroker::open(config).unwrap();
+        let broker = SledBroker::open(config.clone()).unwrap();
         for _ in 0..PUBLISHES {
             broker.publish(vec![event("a")]).await.unwrap();
         }
+        if std::env::var_os(READ_BACK_ENV).is_none() {
+            return;
+        }
+        broker.close().await.unwrap();
+        drop(broker);
+        let reopened = SledBroker::open(config).unwrap();
+        let query = EventQuery {
+            from_seq: 1,
+            pattern: None,
+            limit: 2 * PUBLISHES,
+        };
+        let read = reopened.read_events(query).await.unwrap().events;
+        assert_eq!(read.len(), PUBLISHES, "events read back after reopening");
     });
 }
 
-/// The child's calls, in `mode`, that each put data on the disk before returning.
-fn syncing_calls(mode: &str) -> Option<usize> {
+/// Where the traced child keeps its store.
+#[derive(Clone, Copy)]
+enum Storage {
+    /// A temp dir on the file system the tests run on.
+    TempDir,
+    /// A ramfs, which refuses `O_DIRECT`, mounted over the store's dir in a user and
+    /// mount namespace made for the child.
+    Ramfs,
+}
+
+/// The child's strace output (`fdatasync`, `openat` and `pwrite64` calls) in `mode`, with
+/// its store on `storage`; `None` when strace is not installed (checked by the caller
+/// for [`Storage::Ramfs`], where the shell would run it).
+fn traced_child(mode: &str, storage: Storage) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
     let store = dir.path().join("store");
-    let status = Command::new("strace")
+    let mut command = match storage {
+        Storage::TempDir => Command::new("strace"),
+        Storage::Ramfs => {
+            std::fs::create_dir(&store).unwrap();
+            let mut unshare = Command::new("unshare");
+            unshare
+                .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+                .arg(r#"mount -t ramfs ramfs "$0" && exec strace "$@""#)
+                .arg(&store);
+            unshare
+        }
+    };
+    command
         .args(["-f", "-qq", "-e", "trace=fdatasync,openat,pwrite64", "-o"])
         .arg(&trace)
         .arg(std::env::current_exe().unwrap())
@@ -54,16 +98,33 @@ fn syncing_calls(mode: &str) -> Option<usize> {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_ENV, format!("{mode}:{}", store.display()))
-        .status();
-    let status = match status {
+        .env(CHILD_ENV, format!("{mode}:{}", store.display()));
+    if let Storage::Ramfs = storage {
+        command.env(READ_BACK_ENV, "1");
+    }
+    let status = match command.status() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         other => other.unwrap(),
     };
     assert!(status.success(), "the traced child failed in {mode} mode");
-    Some(count_syncing_calls(
-        &std::fs::read_to_string(trace).unwrap(),
-    ))
+    Some(std::fs::read_to_string(trace).unwrap())
+}
+
+/// The child's calls, in `mode`, that each put data on the disk before returning.
+fn syncing_calls(mode: &str) -> Option<usize> {
+    traced_child(mode, Storage::TempDir).map(|trace| count_syncing_calls(&trace))
+}
+
+/// Whether this machine lets a test mount a ramfs in a user and mount namespace of its
+/// own (`unshare` is installed and unprivileged user namespaces are allowed).
+fn ramfs_available() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(r#"mount -t ramfs ramfs "$0""#)
+        .arg(dir.path())
+        .output()
+        .is_ok_and(|output| output.status.success())
 }
 
 /// fdatasync calls, plus writes to a descriptor that an `openat` with `O_DSYNC` returned
@@ -112,6 +173,40 @@ fn strict_mode_syncs_before_every_acknowledgement() {
     assert!(
         buffered < PUBLISHES / 4,
         "buffered mode should leave syncing to the background: {buffered} calls"
+    );
+}
+
+/// On a file system that refuses direct I/O, strict mode still puts every publish on
+/// the disk before answering, with fdatasync, and what it wrote reads back.
+#[test]
+fn strict_mode_falls_back_to_fdatasync_where_direct_io_is_refused() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: strace is not installed; install it to check the syncing calls");
+        return;
+    }
+    if !ramfs_available() {
+        eprintln!("SKIPPED: `unshare` cannot mount a ramfs in a namespace here");
+        return;
+    }
+    let trace = traced_child("strict", Storage::Ramfs).expect("strace is installed");
+    let refused = trace
+        .lines()
+        .filter(|line| line.contains("O_DIRECT") && line.contains("EINVAL"))
+        .count();
+    assert!(
+        refused > 0,
+        "the child never had O_DIRECT refused, so the fallback was not exercised:\n{trace}"
+    );
+    let fdatasyncs = trace.lines().filter(|l| l.contains("fdatasync(")).count();
+    eprintln!("on ramfs, strict: {fdatasyncs} fdatasyncs for {PUBLISHES} publishes");
+    assert!(
+        fdatasyncs >= PUBLISHES,
+        "strict on ramfs: {fdatasyncs} fdatasyncs for {PUBLISHES} publishes"
+    );
+    assert_eq!(
+        count_syncing_calls(&trace),
+        fdatasyncs,
+        "no write may go to a file opened with O_DSYNC after the fallback"
     );
 }
 
