@@ -156,6 +156,47 @@ fn direct_appends_of_any_size_read_back_as_the_same_records() {
     assert_eq!(tree.get(b"k").unwrap().unwrap(), group.to_be_bytes());
 }
 
+/// A new segment grows in whole steps of zeros ahead of its records, so most appends
+/// overwrite blocks the file has; what it holds reads back all the same.
+#[test]
+fn a_new_segment_grows_in_zeroed_steps_ahead_of_its_appends() {
+    let (dir, tree) = store();
+    let mut wal = Wal::create(dir.path(), 1, Writes::Direct).unwrap();
+    if wal.writes() != Writes::Direct {
+        eprintln!("SKIPPED: the temp dir's file system refuses direct I/O");
+        return;
+    }
+    let step = ZERO_AHEAD_STEP as usize;
+    let mut group = 0;
+    let mut appended = 0;
+    let mut lengths = std::collections::BTreeSet::new();
+    // About 2.5 steps of records, in appends of about 40 KiB.
+    while appended < 5 * step / 2 {
+        let mut bytes = Vec::new();
+        for _ in 0..1000 {
+            group += 1;
+            record(group, &mut bytes);
+        }
+        appended += bytes.len();
+        wal.append(&mut bytes).unwrap();
+        let on_disk = std::fs::read(wal.path()).unwrap();
+        assert_eq!(on_disk.len() % step, 0, "the file ends on a step");
+        assert!(
+            on_disk[appended..].iter().all(|&b| b == 0),
+            "the end marker, then zeros to the file's end"
+        );
+        lengths.insert(on_disk.len());
+    }
+    let steps: Vec<usize> = (1..=appended.div_ceil(step)).map(|n| n * step).collect();
+    assert_eq!(
+        lengths.into_iter().collect::<Vec<_>>(),
+        steps,
+        "the file grew one step at a time"
+    );
+    let replayed = replay(&tree, dir.path()).unwrap();
+    assert_eq!((replayed.applied, replayed.groups), (group, group as usize));
+}
+
 #[test]
 fn an_aligned_slice_starts_on_a_block() {
     let mut buffer = Vec::new();

@@ -132,18 +132,30 @@ fn a_killed_broker_gets_every_acknowledged_event_back_from_the_log() {
     });
 }
 
+/// Where a segment's records end: the offset of its end marker (a header whose length
+/// is zero). A segment may go on past it with zeros or a reused file's old bytes.
+fn records_end(segment: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        let length = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
+        if length == 0 {
+            return at;
+        }
+        at += 8 + length;
+    }
+}
+
 #[test]
 fn a_record_cut_short_by_a_crash_ends_the_log() {
     let dir = tempfile::tempdir().unwrap();
     publish_then_kill(dir.path());
     let segment = segments(dir.path()).pop().unwrap();
-    // Half a record: a length and checksum, and fewer bytes than the length says.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&segment)
-        .unwrap();
-    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
-    drop(file);
+    // Half a record in place of the end marker: a length and checksum, and fewer bytes
+    // than the length says before the zeros that follow.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let end = records_end(&bytes);
+    bytes[end..end + 10].copy_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 9, 9]);
+    std::fs::write(&segment, &bytes).unwrap();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -158,7 +170,7 @@ fn a_damaged_record_before_later_segments_is_refused_as_corrupt() {
     publish_then_kill(dir.path());
     let segment = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&segment).unwrap();
-    let middle = bytes.len() / 2;
+    let middle = records_end(&bytes) / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&segment, &bytes).unwrap();
     // A later segment with something in it: the damage cannot be a crash's torn tail.
