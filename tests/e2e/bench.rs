@@ -26,6 +26,8 @@ fn bench_runs_every_phase_and_reports_json() {
             "4",
             "--deliveries-per-instance",
             "50",
+            "--concurrency",
+            "16",
         ],
         &[("CHOREO_BENCH_RELAY", choreo_test_guests::RELAY)],
         BENCH_DEADLINE,
@@ -52,6 +54,7 @@ fn bench_runs_every_phase_and_reports_json() {
     positive("/memory_kib/0");
     assert_eq!(report["events"], 300);
     assert_eq!(report["chain"]["deliveries_per_instance"], 50);
+    assert_eq!(report["chain"]["concurrency"], 16);
     assert_eq!(report["durability"], "strict");
     assert!(report["jetstream"].is_null(), "JetStream was not asked for");
 }

@@ -43,6 +43,8 @@ const DEFAULT_RELAY: &str = concat!(
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// The most deliveries a relay instance may serve (`--deliveries-per-instance`).
 const MAX_PER_INSTANCE: i64 = choreo_host::MAX_DELIVERIES_PER_INSTANCE as i64;
+/// The highest concurrency a relay may have (`--concurrency`).
+const MAX_CONCURRENCY: i64 = choreo_broker::MAX_CONCURRENCY as i64;
 /// The shortest deadline of a phase; longer for many events (5 ms per event).
 const PHASE_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -80,6 +82,10 @@ pub(crate) struct Args {
     /// by default, is a fresh instance per delivery; more keeps instances warm
     #[arg(long, env = "CHOREO_BENCH_DELIVERIES_PER_INSTANCE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_PER_INSTANCE))]
     deliveries_per_instance: u32,
+    /// Concurrency of each relay: deliveries of different ordering keys it runs at once
+    /// (the chain's events have 64 keys)
+    #[arg(long, env = "CHOREO_BENCH_CONCURRENCY", default_value_t = chain::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=MAX_CONCURRENCY))]
+    concurrency: u32,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -132,13 +138,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .await?,
         );
         if let Some(dir) = &deploy_dir {
-            chain::deploy_relays(&address, dir, &relay, args.deliveries_per_instance).await?;
+            let relays = chain::Relays {
+                concurrency: args.concurrency,
+                deliveries_per_instance: args.deliveries_per_instance,
+            };
+            chain::deploy_relays(&address, dir, &relay, relays).await?;
             report.chain = Some(
                 chain::under_load(
                     &address,
                     args.events,
                     connections,
-                    args.deliveries_per_instance,
+                    relays,
                     Instant::now() + phase_limit,
                 )
                 .await?,

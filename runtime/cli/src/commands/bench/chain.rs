@@ -20,8 +20,9 @@ const RELAYS: [(&str, &str, &str); 3] = [
     ("relay-b", "bench.a", "bench.b"),
     ("relay-c", "bench.b", "bench.c"),
 ];
-/// Workers per relay: events with different keys run concurrently up to this.
-const CONCURRENCY: usize = 8;
+/// Concurrency of each relay unless `--concurrency` says otherwise: events with
+/// different keys run at once up to this.
+pub(crate) const DEFAULT_CONCURRENCY: u32 = 8;
 /// Distinct ordering keys of the published events.
 const KEYS: u64 = 64;
 /// Low-load probes per pacing, and the pause between paced probes.
@@ -29,6 +30,15 @@ pub(crate) const PROBES: u64 = 200;
 pub(crate) const PROBE_GAP: Duration = Duration::from_millis(10);
 /// How long the relays may take to start serving.
 const DEPLOY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How the relays are deployed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Relays {
+    /// Each relay's `concurrency`.
+    pub(crate) concurrency: u32,
+    /// Each relay's `deliveries_per_instance`: 1 is a fresh instance per delivery.
+    pub(crate) deliveries_per_instance: u32,
+}
 
 /// Results of the chain under load.
 #[derive(Debug, serde::Serialize)]
@@ -43,24 +53,25 @@ pub(crate) struct ChainFigures {
     pub(crate) to_final_visible: Option<Percentiles>,
     /// The relays' `deliveries_per_instance`: 1 is a fresh instance per delivery.
     pub(crate) deliveries_per_instance: u32,
+    /// The relays' `concurrency`.
+    pub(crate) concurrency: u32,
 }
 
-/// Deploys the three relays, each instance serving `deliveries_per_instance`
-/// deliveries, and waits until they run.
+/// Deploys the three relays as `relays` says, and waits until they run.
 pub(crate) async fn deploy_relays(
     address: &str,
     dir: &Path,
     relay: &[u8],
-    deliveries_per_instance: u32,
+    relays: Relays,
 ) -> anyhow::Result<()> {
     for (name, subscribe, publish) in RELAYS {
         let manifest = Manifest {
             name,
             subscribe,
             publish,
-            concurrency: CONCURRENCY,
+            concurrency: relays.concurrency,
             start: "next",
-            deliveries_per_instance,
+            deliveries_per_instance: relays.deliveries_per_instance,
         };
         place(dir, name, relay, &manifest.to_toml())?;
     }
@@ -69,13 +80,12 @@ pub(crate) async fn deploy_relays(
 }
 
 /// Publishes `events` keyed events to `bench.in` over `connections` connections and
-/// waits for all their outputs on `bench.c`, through relays deployed with
-/// `deliveries_per_instance`.
+/// waits for all their outputs on `bench.c`, through relays deployed as `relays` says.
 pub(crate) async fn under_load(
     address: &str,
     events: u64,
     connections: usize,
-    deliveries_per_instance: u32,
+    relays: Relays,
     deadline: Instant,
 ) -> anyhow::Result<ChainFigures> {
     let mut conn = Conn::open(address).await?;
@@ -113,7 +123,8 @@ pub(crate) async fn under_load(
         elapsed_s: elapsed.as_secs_f64(),
         to_final_emit: Percentiles::of(&mut emit),
         to_final_visible: Percentiles::of(&mut visible),
-        deliveries_per_instance,
+        deliveries_per_instance: relays.deliveries_per_instance,
+        concurrency: relays.concurrency,
     })
 }
 

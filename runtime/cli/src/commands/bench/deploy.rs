@@ -24,7 +24,7 @@ pub(crate) struct Manifest<'a> {
     pub(crate) name: &'a str,
     pub(crate) subscribe: &'a str,
     pub(crate) publish: &'a str,
-    pub(crate) concurrency: usize,
+    pub(crate) concurrency: u32,
     pub(crate) start: &'a str,
     pub(crate) deliveries_per_instance: u32,
 }

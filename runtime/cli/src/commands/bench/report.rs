@@ -118,10 +118,13 @@ impl Report {
         if let Some(chain) = &self.chain {
             let instances = match chain.deliveries_per_instance {
                 1 => String::new(),
-                n => format!(" ({n} per instance)"),
+                n => format!(", {n} per instance"),
             };
             rows.push([
-                format!("deliveries through 3 relays{instances}"),
+                format!(
+                    "deliveries through 3 relays (concurrency {}{instances})",
+                    chain.concurrency
+                ),
                 rate(chain.deliveries_per_s),
                 js.map_or_else(na, |js| {
                     format!("{} (publish + ack'd pull)", rate(js.publish_consume_per_s))
