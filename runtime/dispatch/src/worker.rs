@@ -133,9 +133,10 @@ pub(crate) async fn run(
 ///
 /// Decision: the worker's slot (`permit`) is given back when the call ends, not when its
 /// commit is durable. The broker counts the delivery as in flight until the commit is
-/// applied, and hands out the next event of its key only then, so order and the
-/// handler's concurrency hold either way; but a slot held across the sync would cap each
-/// handler at `concurrency` deliveries per sync, whatever the CPU could do.
+/// applied, and hands out the next event of its key only then, so order holds either
+/// way, and the slots keep the calls to the handler's concurrency; but a slot held across
+/// the sync would cap each handler at `concurrency` deliveries per sync, whatever the CPU
+/// could do. (The broker lets twice as many be in flight: `in_flight_limit` in `lib.rs`.)
 async fn deliver(
     handler: &LoadedHandler,
     delivery: Delivery,

@@ -282,3 +282,43 @@ async fn a_stuck_handler_does_not_hold_up_another() {
     // Shutting down waits for the loop only as long as the grace period.
     assert!(!rig.dispatcher.shutdown(Duration::from_millis(100)).await);
 }
+
+/// A handler's concurrency bounds the calls running at once: with more keys waiting than
+/// slots and every call stuck in a loop, exactly that many are in flight, though the
+/// broker would let twice as many be leased while commits are on their way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_bounds_the_calls_running_at_once() {
+    let rig = rig();
+    let limits = Limits {
+        deadline: Duration::from_secs(20),
+        ..Limits::default()
+    };
+    let hostile = rig.load(choreo_test_guests::HOSTILE, limits).await;
+    let plan = DispatchPlan {
+        concurrency: 3,
+        ..DispatchPlan::default()
+    };
+    rig.dispatcher.deploy(hostile, plan).await.unwrap();
+    let events = (0..8)
+        .map(|n| {
+            let mut event = Event::new(Topic::new("hostile.loop").unwrap(), "test://dispatch", []);
+            event.key = Some(format!("key-{n}"));
+            event
+        })
+        .collect();
+    rig.broker.publish(events).await.unwrap();
+    let in_flight = async || rig.broker.stats(&name("hostile")).await.unwrap().in_flight;
+    eventually("three calls stuck in their loops", async || {
+        (in_flight().await == 3).then_some(())
+    })
+    .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            in_flight().await,
+            3,
+            "no call beyond the handler's concurrency"
+        );
+    }
+    assert!(!rig.dispatcher.shutdown(Duration::from_millis(100)).await);
+}
