@@ -50,6 +50,16 @@ impl Rig {
             .unwrap()
     }
 
+    /// The `hostile` guest with a deadline long enough that its `hostile.loop` calls stay
+    /// stuck for the whole of a test.
+    async fn load_looping_hostile(&self) -> LoadedHandler {
+        let limits = Limits {
+            deadline: Duration::from_secs(20),
+            ..Limits::default()
+        };
+        self.load(choreo_test_guests::HOSTILE, limits).await
+    }
+
     async fn publish(&self, topic: &str, data: &[u8]) -> Event {
         let event = Event::new(Topic::new(topic).unwrap(), "test://dispatch", data.to_vec());
         self.broker.publish(vec![event.clone()]).await.unwrap();
@@ -247,11 +257,7 @@ async fn undeploy_keeps_the_queue_and_a_redeploy_resumes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_handler_does_not_hold_up_another() {
     let rig = rig();
-    let limits = Limits {
-        deadline: Duration::from_secs(20),
-        ..Limits::default()
-    };
-    let hostile = rig.load(choreo_test_guests::HOSTILE, limits).await;
+    let hostile = rig.load_looping_hostile().await;
     let echo = rig.load(choreo_test_guests::ECHO, Limits::default()).await;
     rig.dispatcher
         .deploy(hostile, DispatchPlan::default())
@@ -289,11 +295,7 @@ async fn a_stuck_handler_does_not_hold_up_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_bounds_the_calls_running_at_once() {
     let rig = rig();
-    let limits = Limits {
-        deadline: Duration::from_secs(20),
-        ..Limits::default()
-    };
-    let hostile = rig.load(choreo_test_guests::HOSTILE, limits).await;
+    let hostile = rig.load_looping_hostile().await;
     let plan = DispatchPlan {
         concurrency: 3,
         ..DispatchPlan::default()

@@ -146,15 +146,20 @@ async fn concurrent_callers_share_a_few_kept_instances_without_losing_count() {
     );
 }
 
+/// A host whose pool has room for one instance at a time.
+fn one_slot_host() -> Host {
+    Host::with_pool(PoolConfig {
+        max_instances: 1,
+        ..PoolConfig::default()
+    })
+    .unwrap()
+}
+
 #[tokio::test]
 async fn idle_instances_give_their_pool_slots_back() {
     // One slot in the whole host: a handler that keeps its idle instance holds it, and
     // another handler must still get to run.
-    let host = Host::with_pool(PoolConfig {
-        max_instances: 1,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let host = one_slot_host();
     let first = load_on(&host, 100, Limits::default()).await;
     let second = load_on(&host, 100, Limits::default()).await;
     let run = async {
@@ -171,11 +176,7 @@ async fn idle_instances_give_their_pool_slots_back() {
 #[tokio::test]
 async fn a_spent_instance_holds_its_pool_slot_until_the_caller_drops_it() {
     // One slot, fresh instances: the slot comes back with the outcome's spent instance.
-    let host = Host::with_pool(PoolConfig {
-        max_instances: 1,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let host = one_slot_host();
     let handler = load_on(&host, 1, Limits::default()).await;
     let event = RecordedEvent {
         seq: 1,
