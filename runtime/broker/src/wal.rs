@@ -30,8 +30,8 @@
 //! ext4 that took a small append's sync from ≈ 150 to ≈ 100 µs and its CPU time by a
 //! fifth. What a spare held before is never read as part of its new segment: every
 //! append ends with an end marker (`changes.rs`), which the next append overwrites.
-//! A new segment (no spare is left) is written with zeros ahead of its appends, a step
-//! at a time ([`ZERO_AHEAD_STEP`]), for the same reason.
+//! With direct writes, a new segment (no spare is left) is written with zeros ahead of
+//! its appends, a step at a time ([`ZERO_AHEAD_STEP`]), for the same reason.
 //!
 //! Decision: in strict mode a segment is opened with `O_DIRECT | O_DSYNC`, so that one
 //! `pwrite` puts an append on the disk, instead of a `write` into the page cache and an
