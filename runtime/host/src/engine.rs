@@ -19,6 +19,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::Error;
 use crate::bindings::Handler;
 use crate::call::CallState;
+use crate::reset::{MemoryReset, ResetMode};
 use crate::warm::WarmRegistry;
 
 /// How often the epoch advances. Deadlines are checked at each tick, so a looping
@@ -26,9 +27,6 @@ use crate::warm::WarmRegistry;
 /// to the async executor at each tick, so one busy guest cannot starve the others.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Bytes of each linear memory slot kept resident (reset with memset) between
-/// instances: covers the stack and heap a typical handler touches in one call.
-const KEEP_RESIDENT_MEMORY_BYTES: usize = 1 << 20;
 /// Bytes of each table slot kept resident between instances.
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 /// How often the epoch ticker drops warm instances idle past [`crate::warm::IDLE_TTL`].
@@ -57,6 +55,9 @@ pub struct PoolConfig {
     pub max_table_elements: usize,
     /// Ceiling on core instances inside one component. Default 64.
     pub max_core_instances_per_component: u32,
+    /// How a spent instance's memory is reset for the next one. Default
+    /// [`MemoryReset::Auto`]: by the kernel's page scan where it has one.
+    pub memory_reset: MemoryReset,
 }
 
 impl Default for PoolConfig {
@@ -69,6 +70,7 @@ impl Default for PoolConfig {
             max_memory_bytes: 256 << 20,
             max_table_elements: 100_000,
             max_core_instances_per_component: 64,
+            memory_reset: MemoryReset::Auto,
         }
     }
 }
@@ -84,6 +86,8 @@ pub(crate) struct HostInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<CallState>,
     pub(crate) pool: PoolConfig,
+    /// How spent memories are reset, `pool.memory_reset` decided.
+    reset: ResetMode,
     /// One permit per pool slot: a call waits for a slot instead of failing when every
     /// instance is busy. An idle warm instance holds its permit (`warm.rs`).
     pub(crate) slots: Arc<Semaphore>,
@@ -109,7 +113,18 @@ impl Host {
 
     /// Builds the engine with the given pool sizes and starts the epoch ticker.
     pub fn with_pool(pool: PoolConfig) -> Result<Self, Error> {
-        let engine = Engine::new(&engine_config(&pool)).map_err(Error::Engine)?;
+        let reset = pool.memory_reset.resolve();
+        match reset {
+            ResetMode::Scan => {
+                tracing::debug!("instance memories are reset by scanning for written pages")
+            }
+            ResetMode::Decommit => tracing::warn!(
+                "instance memories are reset by decommitting them: this kernel has no \
+                 PAGEMAP_SCAN (Linux 6.7+), or it is turned off; fresh instances cost \
+                 about twice as much"
+            ),
+        }
+        let engine = Engine::new(&engine_config(&pool, reset)).map_err(Error::Engine)?;
         let mut linker = Linker::<CallState>::new(&engine);
         // WASI p2 is linked in full, because toolchains import all of it (componentize-py
         // imports sockets too); what it may reach is decided per call by the WasiCtx,
@@ -145,6 +160,7 @@ impl Host {
                 engine,
                 linker,
                 pool,
+                reset,
                 slots,
                 warm,
                 ticker: Some(ticker),
@@ -161,6 +177,11 @@ impl Host {
     /// The pool sizes this host was built with.
     pub fn pool(&self) -> &PoolConfig {
         &self.inner.pool
+    }
+
+    /// How this host resets spent instances' memories.
+    pub fn memory_reset(&self) -> ResetMode {
+        self.inner.reset
     }
 
     /// A pool slot for one instance. When every slot is taken, idle warm instances give
@@ -205,7 +226,7 @@ impl Drop for HostInner {
     }
 }
 
-fn engine_config(pool: &PoolConfig) -> Config {
+fn engine_config(pool: &PoolConfig, reset: ResetMode) -> Config {
     let mut pooling = PoolingAllocationConfig::new();
     pooling
         .total_component_instances(pool.max_instances)
@@ -221,14 +242,12 @@ fn engine_config(pool: &PoolConfig) -> Config {
         // Interpreted guests (Python) carry large instance metadata.
         .max_core_instance_size(4 << 20)
         .max_component_instance_size(4 << 20)
-        // A fresh instance per delivery makes slot reuse the hot path. Resetting the
-        // first pages of a slot with memset (and, where the kernel has PAGEMAP_SCAN, only
-        // the pages the guest touched) instead of madvise avoids a page fault per touched
-        // page on the next call and the TLB shootdowns of decommitting. Decommits that
-        // remain are batched.
-        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
+        // A fresh instance per delivery makes slot reuse the hot path: `reset.rs` says
+        // how memories are reset. Tables are a page or two, reset with memset.
+        // Decommits that remain are batched.
+        .linear_memory_keep_resident(reset.keep_resident_bytes())
         .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES)
-        .pagemap_scan(wasmtime::Enabled::Auto)
+        .pagemap_scan(reset.pagemap_scan())
         .decommit_batch_size(DECOMMIT_BATCH);
 
     let mut config = Config::new();

@@ -13,6 +13,7 @@
 //!
 //! Layout:
 //! - `engine`: [`Host`], [`PoolConfig`], the epoch ticker and the instance gate.
+//! - `reset`: how a spent instance's memory is reset ([`MemoryReset`]), by what the kernel offers.
 //! - `component`: compiling, precompiled artifacts, and the world check.
 //! - `handler`: [`LoadedHandler`], loading (`describe`), `handle` and `query`.
 //! - `call`: one call's store, sandbox, deadline and failure classification.
@@ -35,6 +36,7 @@ mod imports;
 mod info;
 pub mod limits;
 mod output;
+mod reset;
 mod state;
 mod warm;
 
@@ -49,6 +51,7 @@ pub use handler::{
 pub use info::{HandlerInfo, TopicSchema};
 pub use limits::Limits;
 pub use output::GUEST_LOG_TARGET;
+pub use reset::{MemoryReset, ResetMode};
 pub use state::{MemoryState, StateReader, StateWrite, StoreError};
 pub use warm::{IDLE_TTL, MAX_DELIVERIES_PER_INSTANCE};
 pub use wasmtime::component::Component;

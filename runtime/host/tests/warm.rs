@@ -2,7 +2,8 @@
 //! when the host throws an instance away, and that idle instances never hold a pool
 //! slot another handler needs. The `hostile` guest's `hostile.count` publishes how many
 //! such events its instance has handled, so a test can see which instance ran. Also:
-//! a fresh instance's pool slot comes back only when the caller drops it.
+//! a fresh instance's pool slot comes back only when the caller drops it, and starts
+//! clean however its memory is reset.
 
 // Helpers outside #[test] functions panic on failure by design, like the tests.
 #![allow(clippy::unwrap_used)]
@@ -13,7 +14,7 @@ use std::time::Duration;
 use choreo_core::{Event, RecordedEvent, Topic};
 use choreo_host::{
     Error, Failure, HandlerSettings, Host, Limits, LoadedHandler, MAX_DELIVERIES_PER_INSTANCE,
-    MemoryState, PoolConfig,
+    MemoryReset, MemoryState, PoolConfig, ResetMode,
 };
 use choreo_test_guests as guests;
 
@@ -153,6 +154,36 @@ fn one_slot_host() -> Host {
         ..PoolConfig::default()
     })
     .unwrap()
+}
+
+/// Both ways of resetting a spent memory (`MemoryReset`) give the next instance in the
+/// same slot a clean one, even after a guest grew its memory to the limit.
+#[tokio::test]
+async fn a_reused_slot_starts_clean_whichever_way_memory_is_reset() {
+    for reset in [MemoryReset::Auto, MemoryReset::Decommit] {
+        let host = Host::with_pool(PoolConfig {
+            max_instances: 1,
+            memory_reset: reset,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        if reset == MemoryReset::Decommit {
+            assert_eq!(host.memory_reset(), ResetMode::Decommit);
+        }
+        let limits = Limits {
+            max_memory_bytes: 16 << 20,
+            ..Limits::default()
+        };
+        let handler = load_on(&host, 1, limits).await;
+        for _ in 0..3 {
+            assert_eq!(counts(&handler, 3).await, [1, 1, 1], "{reset:?}");
+            let bomb = deliver(&handler, "hostile.memory").await;
+            assert!(
+                matches!(bomb, Err(Failure::Trap { .. })),
+                "{reset:?}: {bomb:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
