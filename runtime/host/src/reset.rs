@@ -137,7 +137,13 @@ pub(crate) fn pagemap_scan_supported() -> bool {
     // size it states, and its one-region `vec` points at `region`, which outlives the
     // call. The range is empty, so the kernel reads no page tables and writes at most
     // `arg.walk_end` and `region`.
-    let answer = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg) };
+    let answer = unsafe {
+        libc::ioctl(
+            pagemap.as_raw_fd(),
+            PAGEMAP_SCAN as _,
+            std::ptr::from_mut(&mut arg),
+        )
+    };
     answer >= 0
 }
 
