@@ -1,5 +1,5 @@
-//! One group commit under construction: the sled batch, and the in-memory effects to
-//! apply once that batch is durable.
+//! One group commit under construction: the batch of writes, and the in-memory effects
+//! the writer applies to the view with it, before the group is durable (`writer.rs`).
 //!
 //! Every request is checked before it adds anything to the batch, so a request refused
 //! for its input leaves the group (and the store) as it was. Sequence numbers are given
@@ -28,7 +28,9 @@ use crate::{
     Subscription,
 };
 
-/// A change to the in-memory view, applied once the group is durable.
+/// A change to the in-memory view, applied with the group's writes, before they are
+/// durable: the log is written in group order, so a group that depends on this one is
+/// never durable without it.
 #[derive(Debug)]
 pub(crate) enum Effect {
     Enqueue {
