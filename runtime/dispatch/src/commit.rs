@@ -11,8 +11,8 @@
 //! broker hands out the next event of a key once the commit is applied, not durable, so
 //! holding a batch back would hold back every key in it by a sync.
 //!
-//! The inbox is unbounded but cannot grow past twice the handler's concurrency: the
-//! broker counts a delivery as in flight until its commit is applied, and leases no more
+//! The inbox is unbounded but cannot grow past the broker's in-flight limit for the
+//! handler, a few times its concurrency: the broker counts a delivery as in flight until its commit is applied, and leases no more
 //! than that (`in_flight_limit` in `lib.rs`).
 //!
 //! An outcome the broker would refuse (`Broker::check_outcome`) is left out of the

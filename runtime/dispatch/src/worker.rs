@@ -136,7 +136,7 @@ pub(crate) async fn run(
 /// applied, and hands out the next event of its key only then, so order holds either
 /// way, and the slots keep the calls to the handler's concurrency; but a slot held across
 /// the sync would cap each handler at `concurrency` deliveries per sync, whatever the CPU
-/// could do. (The broker lets twice as many be in flight: `in_flight_limit` in `lib.rs`.)
+/// could do. (The broker lets more be in flight: `in_flight_limit` in `lib.rs`.)
 async fn deliver(
     handler: &LoadedHandler,
     delivery: Delivery,

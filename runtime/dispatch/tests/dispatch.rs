@@ -291,7 +291,8 @@ async fn a_stuck_handler_does_not_hold_up_another() {
 
 /// A handler's concurrency bounds the calls running at once: with more keys waiting than
 /// slots and every call stuck in a loop, exactly that many are in flight, though the
-/// broker would let twice as many be leased while commits are on their way.
+/// broker would lease one per waiting key, since it lets several rounds be in flight
+/// while their commits are on their way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_bounds_the_calls_running_at_once() {
     let rig = rig();
