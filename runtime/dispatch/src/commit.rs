@@ -12,8 +12,8 @@
 //! holding a batch back would hold back every key in it by a sync.
 //!
 //! The inbox is unbounded but cannot grow past the broker's in-flight limit for the
-//! handler, a few times its concurrency: the broker counts a delivery as in flight until its commit is applied, and leases no more
-//! than that (`in_flight_limit` in `lib.rs`).
+//! handler (`in_flight_limit` in `lib.rs`): the broker counts a delivery as in flight
+//! until its commit is applied, and leases no more than that.
 //!
 //! An outcome the broker would refuse (`Broker::check_outcome`) is left out of the
 //! batch and counted as a failed commit, as it was when each delivery committed alone;

@@ -60,8 +60,9 @@ impl ResetMode {
     }
 
     /// The pooling allocator's `pagemap_scan` setting. `Auto` rather than `Yes` for the
-    /// scan: wasmtime runs the same probe, and a refusal there should slow the host
-    /// down, not stop it from starting.
+    /// scan: wasmtime probes with the same ioctl on the same file, so the two agree, and
+    /// `Yes` would only turn a disagreement nobody has seen into a host that cannot
+    /// start.
     pub(crate) fn pagemap_scan(self) -> wasmtime::Enabled {
         match self {
             ResetMode::Scan => wasmtime::Enabled::Auto,
