@@ -37,7 +37,7 @@ impl Group<'_> {
         let reason = truncate(describe(cause, attempts, &last_error));
         let original = read_event(self.tree, seq)?;
         let event = dead_letter_event(handler, &original, cause, &reason, attempts, self.now_ms);
-        let published = self.append(registry, event)?;
+        let published = self.append(registry.matching(&event.topic), event)?;
         let record = DeadLetterRecord {
             cause,
             last_error,

@@ -4,8 +4,8 @@
 //! and stats paths (which read it, and mark entries leased). Guarded by one mutex held
 //! only for in-memory work, never across I/O.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use choreo_core::{HandlerName, PatternIndex};
 use tokio::sync::Notify;
@@ -56,7 +56,19 @@ pub(crate) struct Registry {
     pub(crate) index: PatternIndex<HandlerName>,
 }
 
+/// Locks the registry.
+pub(crate) fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    registry
+        .lock()
+        .expect("registry users do not panic while holding it")
+}
+
 impl Registry {
+    /// The handlers subscribed to `topic`.
+    pub(crate) fn matching(&self, topic: &choreo_core::Topic) -> BTreeSet<HandlerName> {
+        self.index.matching(topic)
+    }
+
     pub(crate) fn get(&self, name: &HandlerName) -> Result<&Handler> {
         self.handlers
             .get(name)

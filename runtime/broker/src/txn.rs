@@ -10,7 +10,8 @@
 //! Dead-letters and replays live in `dlq.rs`, retention and handler removal in
 //! `retention.rs`; both add to the same [`Group`].
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use choreo_core::{Event, HandlerName, Topic};
 
@@ -22,7 +23,7 @@ use crate::log::{self, ChunkBuilder};
 use crate::overlay::Kv;
 use crate::queued::QueuedChunks;
 use crate::records::{self, EntryRecord, META_KEY, Meta, SubRecord, encode};
-use crate::registry::Registry;
+use crate::registry::{Registry, lock};
 use crate::{
     Action, Committed, Config, DeadLetterCause, Outcome, Published, Result, StartPosition,
     Subscription,
@@ -227,32 +228,43 @@ impl<'a> Group<'a> {
     /// Appends each event. With `dedup`, an event whose (`source`, `id`) was published
     /// within the dedup window is reported as the earlier copy instead, and the others
     /// are kept in the window; without it (ids generated just now), the window is not
-    /// consulted.
+    /// consulted. The registry is locked only to look up who subscribes to each topic,
+    /// so a large batch does not hold leases back while it is encoded.
     pub(crate) fn publish(
         &mut self,
-        registry: &Registry,
+        registry: &Mutex<Registry>,
         events: Vec<Event>,
         dedup: bool,
     ) -> Result<Vec<Published>> {
+        let subscribers: Vec<BTreeSet<HandlerName>> = {
+            let registry = lock(registry);
+            events.iter().map(|e| registry.matching(&e.topic)).collect()
+        };
         events
             .into_iter()
-            .map(|event| {
+            .zip(subscribers)
+            .map(|(event, subscribers)| {
                 if !dedup {
-                    return self.append(registry, event);
+                    return self.append(subscribers, event);
                 }
                 let key = dedup_key(&event.source, event.id.as_str());
                 if let Some(seq) = self.dedup.get(key, self.now_ms) {
                     return Ok(duplicate(event, seq));
                 }
-                let published = self.append(registry, event)?;
+                let published = self.append(subscribers, event)?;
                 self.dedup.insert(key, published.seq, self.now_ms);
                 Ok(published)
             })
             .collect()
     }
 
-    /// Appends one event and enqueues it for every matching handler.
-    pub(crate) fn append(&mut self, registry: &Registry, event: Event) -> Result<Published> {
+    /// Appends one event and enqueues it for each of its `subscribers` (the handlers
+    /// whose patterns match its topic, [`Registry::matching`]).
+    pub(crate) fn append(
+        &mut self,
+        subscribers: BTreeSet<HandlerName>,
+        event: Event,
+    ) -> Result<Published> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.meta_dirty = true;
@@ -268,13 +280,12 @@ impl<'a> Group<'a> {
             key: event.key.clone(),
             topic: event.topic.clone(),
         });
-        let handlers = registry.index.matching(&event.topic);
-        if handlers.is_empty() {
+        if subscribers.is_empty() {
             return Ok(published);
         }
         // One copy, shared by every queue it goes to.
         let event = Arc::new(event);
-        for handler in handlers {
+        for handler in subscribers {
             self.enqueue(&handler, seq)?;
             self.effects.push(Effect::Enqueue {
                 handler,
@@ -286,17 +297,26 @@ impl<'a> Group<'a> {
         Ok(published)
     }
 
+    /// Commits each outcome. The registry is locked for one outcome's queue bookkeeping
+    /// at a time: what takes longer (the log, the stored queues, the state writes) is
+    /// added to the batch with it unlocked, so leases on the async threads wait for
+    /// neither. Only the writer changes subscriptions, so the subscribers looked up for
+    /// a publish still hold when it is appended.
     pub(crate) fn commit(
         &mut self,
-        registry: &mut Registry,
+        registry: &Mutex<Registry>,
         outcomes: Vec<Outcome>,
     ) -> Result<Vec<Committed>> {
-        for outcome in &outcomes {
-            registry.get(&outcome.token.handler)?;
+        {
+            let registry = lock(registry);
+            for outcome in &outcomes {
+                registry.get(&outcome.token.handler)?;
+            }
         }
         let mut committed = Vec::with_capacity(outcomes.len());
         for Outcome { token, action } in outcomes {
-            let handler = registry.get_mut(&token.handler)?;
+            let mut locked = lock(registry);
+            let handler = locked.get_mut(&token.handler)?;
             let Some(attempt) = handler.queue.begin_commit(token.seq, token.lease) else {
                 committed.push(Committed::LeaseLost);
                 continue;
@@ -306,6 +326,11 @@ impl<'a> Group<'a> {
             let name = token.handler;
             committed.push(match action {
                 Action::Ack { publishes, state } => {
+                    let subscribers: Vec<_> = publishes
+                        .iter()
+                        .map(|e| locked.matching(&e.topic))
+                        .collect();
+                    drop(locked);
                     self.unqueue(&name, token.seq, state_stored)?;
                     for write in state {
                         let key = records::state_key(&name, &write.key);
@@ -320,7 +345,8 @@ impl<'a> Group<'a> {
                     });
                     let published = publishes
                         .into_iter()
-                        .map(|event| self.append(registry, event))
+                        .zip(subscribers)
+                        .map(|(event, subscribers)| self.append(subscribers, event))
                         .collect::<Result<_>>()?;
                     Committed::Acked { published }
                 }
@@ -334,11 +360,12 @@ impl<'a> Group<'a> {
                         .expect("an entry being committed is in the queue");
                     record.not_before_ms = not_before_ms;
                     record.last_error = Some(error.clone());
+                    handler.queue.mark_state_stored(token.seq);
+                    drop(locked);
                     self.batch.insert(
                         records::state_record_key(&name, token.seq),
                         encode(&record.state()),
                     );
-                    handler.queue.mark_state_stored(token.seq);
                     self.effects.push(Effect::Retry {
                         handler: name,
                         seq: token.seq,
@@ -353,13 +380,13 @@ impl<'a> Group<'a> {
                 Action::Retry { reason } => {
                     let cause = DeadLetterCause::RetriesExhausted;
                     let dead_letter =
-                        self.dead_letter(registry, &name, token.seq, attempt, cause, reason)?;
+                        self.dead_letter(&locked, &name, token.seq, attempt, cause, reason)?;
                     Committed::DeadLettered { dead_letter }
                 }
                 Action::DeadLetter { reason } => {
                     let cause = DeadLetterCause::Rejected;
                     let dead_letter =
-                        self.dead_letter(registry, &name, token.seq, attempt, cause, reason)?;
+                        self.dead_letter(&locked, &name, token.seq, attempt, cause, reason)?;
                     Committed::DeadLettered { dead_letter }
                 }
             });

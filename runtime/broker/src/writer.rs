@@ -26,14 +26,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use choreo_core::{Event, HandlerName};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::config::MAX_GROUP_REQUESTS;
 use crate::dedup::DedupWindow;
 use crate::durable::Applied;
 use crate::ids::IdIndex;
 use crate::records::APPLIED_KEY;
-use crate::registry::Registry;
+use crate::registry::{Registry, lock};
 use crate::store::Store;
 use crate::txn::{Effect, Finished, Group};
 use crate::{Clock, Committed, Config, Error, Outcome, Published, Result, Selection, Subscription};
@@ -117,9 +117,7 @@ impl Default for Shared {
 
 impl Shared {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry
-            .lock()
-            .expect("registry users do not panic while holding it")
+        lock(&self.registry)
     }
 
     /// Notes entries just leased; the writer writes their lease records with its next
@@ -285,10 +283,12 @@ impl Writer {
         let mut retention = false;
         let mut fatal: Option<Error> = None;
         // Decision: the registry is locked for one request at a time, not for the whole
-        // group. Leases lock it too, on the async threads, and a group of many requests
-        // takes a while to build: held throughout, it kept every lease (and the thread
-        // under it) waiting. A lease between two requests sees the queues as the
-        // requests before it left them, which is a state they pass through anyway.
+        // group, and publishes and commits lock it only for their in-memory bookkeeping
+        // (`Group::publish`, `Group::commit`). Leases lock it too, on the async threads,
+        // and a group of many requests takes a while to build: held throughout, it kept
+        // every lease (and the thread under it) waiting. A lease between two requests
+        // sees the queues as the requests before it left them, which is a state they
+        // pass through anyway.
         for request in group {
             if fatal.is_some() {
                 answers.push(pending_for(request));
@@ -296,7 +296,7 @@ impl Writer {
             }
             force_sync |= matches!(request, Request::Flush(_) | Request::Close(_));
             retention |= matches!(request, Request::Retention(_));
-            match build(&mut txn, &mut self.shared.registry(), request) {
+            match build(&mut txn, &self.shared.registry, request) {
                 Ok(Some(answer)) => answers.push(answer),
                 Ok(None) => {}
                 Err(e) => fatal = Some(e),
@@ -408,7 +408,7 @@ impl Writer {
 /// input error is answered at once and adds nothing; `Err` is a storage failure.
 fn build(
     txn: &mut Group<'_>,
-    registry: &mut Registry,
+    registry: &Mutex<Registry>,
     request: Request,
 ) -> Result<Option<Pending>> {
     macro_rules! answer {
@@ -430,18 +430,20 @@ fn build(
             reply,
         } => answer!(reply, txn.publish(registry, events, dedup)),
         Request::Commit(outcomes, reply) => answer!(reply, txn.commit(registry, outcomes)),
-        Request::Subscribe(sub, reply) => answer!(reply, txn.subscribe(registry, sub)),
+        Request::Subscribe(sub, reply) => answer!(reply, txn.subscribe(&mut lock(registry), sub)),
         Request::SetPaused(handler, paused, reply) => {
-            answer!(reply, txn.set_paused(registry, &handler, paused))
+            answer!(reply, txn.set_paused(&mut lock(registry), &handler, paused))
         }
         Request::Replay(handler, which, reply) => {
-            answer!(reply, txn.replay(registry, &handler, which))
+            answer!(reply, txn.replay(&lock(registry), &handler, which))
         }
         Request::Discard(handler, which, reply) => {
-            answer!(reply, txn.discard(registry, &handler, which))
+            answer!(reply, txn.discard(&lock(registry), &handler, which))
         }
-        Request::Remove(handler, reply) => answer!(reply, txn.remove(registry, &handler)),
-        Request::Retention(reply) => answer!(reply, txn.retention(registry)),
+        Request::Remove(handler, reply) => {
+            answer!(reply, txn.remove(&mut lock(registry), &handler))
+        }
+        Request::Retention(reply) => answer!(reply, txn.retention(&lock(registry))),
         Request::Flush(reply) => Some(pending(reply, ())),
         Request::Close(reply) => reply.map(|reply| pending(reply, ())),
     })
@@ -484,51 +486,66 @@ fn pending_for(request: Request) -> Pending {
 /// commit with it and the delivery simply never happened. Every answer (the 202, a
 /// commit's result) and every read outside a delivery still waits for durability. The
 /// view never lags the store either, so building a request never sees it stale.
+///
+/// Decision: the registry is locked for one handler's run of effects at a time, and the
+/// handlers are woken once it is unlocked. A group carries an effect for every delivery
+/// it settles and every entry it enqueues; held for all of them, and for the wake-ups,
+/// the lock kept leases on the async threads waiting, their threads parked on it. A
+/// lease between two runs sees the queues as the runs before it left them: a state
+/// that a smaller group would have left, as between two requests in `process`.
 fn apply_to_view(shared: &Shared, effects: Vec<Effect>) {
-    let mut registry = shared.registry();
-    let mut woken: Vec<HandlerName> = Vec::new();
-    for effect in effects {
-        let name = effect.handler().clone();
+    let mut woken: Vec<Arc<Notify>> = Vec::new();
+    let mut effects = effects.into_iter().peekable();
+    while let Some(first) = effects.next() {
+        let name = first.handler().clone();
+        let mut registry = shared.registry();
         let Some(handler) = registry.handlers.get_mut(&name) else {
+            while effects.next_if(|next| next.handler() == &name).is_some() {}
             continue;
         };
-        match effect {
-            Effect::Enqueue {
-                seq, record, event, ..
-            } => handler.queue.insert(seq, record, event),
-            Effect::EnqueueAll { entries, .. } => {
-                for (seq, record) in entries {
-                    handler.queue.insert(seq, record, None);
-                }
-            }
-            Effect::Settle { seq, .. } => handler.queue.remove(seq),
-            Effect::Retry {
-                seq,
-                not_before_ms,
-                error,
-                ..
-            } => {
-                handler.last_error = Some(error.clone());
-                handler.queue.retry(seq, not_before_ms, error);
-            }
-            Effect::DeadLettered { reason, .. } => {
-                handler.dead_letters += 1;
-                handler.last_error = Some(reason);
-            }
-            Effect::DeadLettersRemoved { count, .. } => {
-                handler.dead_letters = handler.dead_letters.saturating_sub(count);
-            }
-            Effect::Wake { .. } => {}
+        apply_effect(handler, first);
+        while let Some(effect) = effects.next_if(|next| next.handler() == &name) {
+            apply_effect(handler, effect);
         }
-        if woken.last() != Some(&name) {
-            woken.push(name);
+        if !woken
+            .iter()
+            .any(|notify| Arc::ptr_eq(notify, &handler.notify))
+        {
+            woken.push(handler.notify.clone());
         }
     }
-    woken.sort();
-    woken.dedup();
-    for name in woken {
-        if let Some(handler) = registry.handlers.get(&name) {
-            handler.notify.notify_waiters();
+    for notify in woken {
+        notify.notify_waiters();
+    }
+}
+
+fn apply_effect(handler: &mut crate::registry::Handler, effect: Effect) {
+    match effect {
+        Effect::Enqueue {
+            seq, record, event, ..
+        } => handler.queue.insert(seq, record, event),
+        Effect::EnqueueAll { entries, .. } => {
+            for (seq, record) in entries {
+                handler.queue.insert(seq, record, None);
+            }
         }
+        Effect::Settle { seq, .. } => handler.queue.remove(seq),
+        Effect::Retry {
+            seq,
+            not_before_ms,
+            error,
+            ..
+        } => {
+            handler.last_error = Some(error.clone());
+            handler.queue.retry(seq, not_before_ms, error);
+        }
+        Effect::DeadLettered { reason, .. } => {
+            handler.dead_letters += 1;
+            handler.last_error = Some(reason);
+        }
+        Effect::DeadLettersRemoved { count, .. } => {
+            handler.dead_letters = handler.dead_letters.saturating_sub(count);
+        }
+        Effect::Wake { .. } => {}
     }
 }
