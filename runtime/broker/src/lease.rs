@@ -45,16 +45,18 @@ impl SledBroker {
             if let Some(reason) = self.shared.failure() {
                 return Err(Error::Failed { reason });
             }
-            let notify = self.shared.registry().get(handler)?.notify.clone();
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            // Registered before looking, so a wake-up between the look and the wait is kept.
-            notified.as_mut().enable();
             let now_ms = self.clock.now_ms();
-            let mut scan = {
+            // One lock for both the wake-up registration and the look: the writer takes
+            // the registry for every commit, and every lease that waits for it parks a
+            // thread.
+            let (mut notified, mut scan) = {
                 let mut registry = self.shared.registry();
                 let h = registry.get_mut(handler)?;
-                if h.sub.paused {
+                let mut notified = Box::pin(h.notify.clone().notified_owned());
+                // Registered before looking, so a wake-up between the look and the wait
+                // is kept.
+                notified.as_mut().enable();
+                let scan = if h.sub.paused {
                     Default::default()
                 } else {
                     let concurrency = h.sub.concurrency as usize;
@@ -62,7 +64,8 @@ impl SledBroker {
                         .lease(now_ms, max, concurrency, millis(lease_for), || {
                             self.next_lease_id()
                         })
-                }
+                };
+                (notified, scan)
             };
             if !scan.leased.is_empty() {
                 let events = self.leased_events(&mut scan.leased)?;
@@ -90,7 +93,7 @@ impl SledBroker {
                 .wake_at_ms
                 .map_or(deadline, |ms| self.clock.instant_at(ms).min(deadline));
             tokio::select! {
-                () = &mut notified => {}
+                () = notified.as_mut() => {}
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
