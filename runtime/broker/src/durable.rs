@@ -215,26 +215,24 @@ impl Checkpoints {
         shared: Arc<Shared>,
     ) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<(Arc<Layer>, Vec<PathBuf>)>();
-        let thread = std::thread::Builder::new()
-            .name("choreo-broker-checkpoint".into())
-            .spawn(move || {
-                let mut syncer = syncer;
-                for (layer, segments) in rx {
-                    if shared.failure().is_some() {
-                        continue;
-                    }
-                    let done = apply_layer(&tree, &layer)
-                        .and_then(|()| checkpoint(&db, &mut syncer, &segments));
-                    match done {
-                        Ok(()) => overlay.release(&layer),
-                        Err(e) => {
-                            tracing::error!(error = %e, "broker.checkpoint failed; the broker stops accepting writes");
-                            shared.fail(e.to_string());
-                        }
+        let thread = crate::threads::spawn("choreo-broker-checkpoint", move || {
+            let mut syncer = syncer;
+            for (layer, segments) in rx {
+                if shared.failure().is_some() {
+                    continue;
+                }
+                let done = apply_layer(&tree, &layer)
+                    .and_then(|()| checkpoint(&db, &mut syncer, &segments));
+                match done {
+                    Ok(()) => overlay.release(&layer),
+                    Err(e) => {
+                        tracing::error!(error = %e, "broker.checkpoint failed; the broker stops accepting writes");
+                        shared.fail(e.to_string());
                     }
                 }
-            })
-            .map_err(|e| Error::storage("starting the checkpoint thread", e))?;
+            }
+        })
+        .map_err(|e| Error::storage("starting the checkpoint thread", e))?;
         Ok(Checkpoints {
             tx: Some(tx),
             thread: Some(thread),

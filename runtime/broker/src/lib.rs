@@ -57,6 +57,7 @@ mod registry;
 mod retention;
 mod sled_broker;
 mod store;
+mod threads;
 mod txn;
 mod types;
 mod wal;

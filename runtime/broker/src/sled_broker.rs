@@ -84,10 +84,9 @@ impl SledBroker {
             sync_interval: config.sync_interval,
             done: done_tx,
         };
-        let durable_thread = std::thread::Builder::new()
-            .name("choreo-broker-sync".into())
-            .spawn(move || durable.run(applied))
-            .map_err(|e| Error::storage("starting the durability thread", e))?;
+        let durable_thread =
+            crate::threads::spawn("choreo-broker-sync", move || durable.run(applied))
+                .map_err(|e| Error::storage("starting the durability thread", e))?;
         let writer = Writer {
             store,
             shared: shared.clone(),
@@ -105,9 +104,7 @@ impl SledBroker {
             durable_thread: Some(durable_thread),
         };
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("choreo-broker-writer".into())
-            .spawn(move || writer.run(rx))
+        let thread = crate::threads::spawn("choreo-broker-writer", move || writer.run(rx))
             .map_err(|e| Error::storage("starting the writer thread", e))?;
         tracing::info!(
             path = %config.path.display(),
