@@ -1,5 +1,5 @@
-//! The broker's own threads (the writer, the durability stage, the checkpointer):
-//! spawned by name and scheduled as batch work.
+//! The broker's own threads (the writer, the durability stage, the checkpointer and the
+//! id index's): spawned by name and scheduled as batch work.
 //!
 //! Decision: on Linux they run under the `SCHED_BATCH` policy. It keeps their fair
 //! share of the CPU and their niceness, and differs from the default in one thing: a

@@ -142,14 +142,12 @@ impl IdIndex {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let thread = {
             let tables = tables.clone();
-            std::thread::Builder::new()
-                .name("choreo-broker-index".into())
-                .spawn(move || {
-                    for job in inbox {
-                        run_job(&dir, &tables, job);
-                    }
-                })
-                .map_err(|e| Error::storage("starting the id index thread", e))?
+            crate::threads::spawn("choreo-broker-index", move || {
+                for job in inbox {
+                    run_job(&dir, &tables, job);
+                }
+            })
+            .map_err(|e| Error::storage("starting the id index thread", e))?
         };
         let index = IdIndex {
             tables,
