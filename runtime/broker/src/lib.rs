@@ -36,6 +36,7 @@
 //! - `log`: the log stored in chunks of consecutive events.
 //! - `overlay`: what is not yet checkpointed, in memory in front of sled, and `Kv` that reads both.
 //! - `store`: opening sled, recovery, and the fdatasync of sled at a checkpoint.
+//! - `threads`: spawning the broker's threads, scheduled as batch work.
 
 mod api;
 mod changes;
