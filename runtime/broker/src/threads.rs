@@ -50,20 +50,53 @@ fn schedule_as_batch(_name: &str) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::*;
+    use crate::{Broker, Config, SledBroker};
 
-    #[test]
-    fn a_broker_thread_runs_as_batch_work() {
-        let policy = spawn("choreo-test-batch", || {
-            // SAFETY: no arguments but the pid; 0 is the calling thread.
-            unsafe { libc::sched_getscheduler(0) }
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-        assert_eq!(policy, libc::SCHED_BATCH);
-        // SAFETY: as above.
-        let here = unsafe { libc::sched_getscheduler(0) };
-        assert_ne!(here, libc::SCHED_BATCH, "only the spawned thread changes");
+    /// The scheduling policy of each of this process's threads whose name starts with
+    /// `prefix`. A thread that ends while it is being read is skipped.
+    fn policies(prefix: &str) -> Vec<(String, i32)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let Ok(name) = std::fs::read_to_string(task.path().join("comm")) else {
+                continue;
+            };
+            let name = name.trim().to_owned();
+            let Ok(tid) = task.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+                continue;
+            };
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            // SAFETY: no arguments but the thread id; an ended thread only yields -1.
+            let policy = unsafe { libc::sched_getscheduler(tid) };
+            if policy >= 0 {
+                found.push((name, policy));
+            }
+        }
+        found
+    }
+
+    /// An opened broker's own threads (the writer, the durability stage, the
+    /// checkpointer, the id index's) all run as batch work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_brokers_threads_run_as_batch_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = SledBroker::open(Config::new(dir.path().join("broker"))).unwrap();
+        let threads = policies("choreo-broker");
+        let names: std::collections::BTreeSet<&str> =
+            threads.iter().map(|(name, _)| name.as_str()).collect();
+        // Thread names are cut to 15 bytes by the kernel.
+        for name in [
+            "choreo-broker-w",
+            "choreo-broker-s",
+            "choreo-broker-c",
+            "choreo-broker-i",
+        ] {
+            assert!(names.contains(name), "no thread {name} among {names:?}");
+        }
+        for (name, policy) in &threads {
+            assert_eq!(*policy, libc::SCHED_BATCH, "thread {name}");
+        }
+        broker.close().await.unwrap();
     }
 }
