@@ -50,6 +50,8 @@ fn schedule_as_batch(_name: &str) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use crate::{Broker, Config, SledBroker};
 
     /// The scheduling policy of each of this process's threads whose name starts with
@@ -82,16 +84,30 @@ mod tests {
     async fn an_open_brokers_threads_run_as_batch_work() {
         let dir = tempfile::tempdir().unwrap();
         let broker = SledBroker::open(Config::new(dir.path().join("broker"))).unwrap();
-        let threads = policies("choreo-broker");
-        let names: std::collections::BTreeSet<&str> =
-            threads.iter().map(|(name, _)| name.as_str()).collect();
         // Thread names are cut to 15 bytes by the kernel.
-        for name in [
+        let expected = [
             "choreo-broker-w",
             "choreo-broker-s",
             "choreo-broker-c",
             "choreo-broker-i",
-        ] {
+        ];
+        // A thread names itself and sets its policy once it runs, a moment after `open`
+        // has spawned it: look until all are there and settled, within a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let threads = loop {
+            let threads = policies("choreo-broker");
+            let all_there = expected
+                .iter()
+                .all(|name| threads.iter().any(|(found, _)| found == name));
+            let settled = threads.iter().all(|(_, p)| *p == libc::SCHED_BATCH);
+            if (all_there && settled) || std::time::Instant::now() >= deadline {
+                break threads;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let names: std::collections::BTreeSet<&str> =
+            threads.iter().map(|(name, _)| name.as_str()).collect();
+        for name in expected {
             assert!(names.contains(name), "no thread {name} among {names:?}");
         }
         for (name, policy) in &threads {
