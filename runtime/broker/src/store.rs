@@ -42,6 +42,8 @@ pub(crate) struct Store {
     pub(crate) db: sled::Db,
     /// sled, with what is not yet checkpointed in front of it (`overlay.rs`).
     pub(crate) kv: Kv,
+    /// Held for as long as the store is open; dropped after sled.
+    pub(crate) _lock: StoreLock,
 }
 
 /// What recovery rebuilt.
@@ -51,18 +53,117 @@ pub(crate) struct Recovered {
     pub(crate) meta: Meta,
 }
 
-/// How long opening waits for the store's lock before giving up.
+/// How long opening waits for the store's locks before giving up.
 ///
-/// Decision: a short wait, not an immediate failure. The lock is an `flock` on sled's
-/// files; any process this one forks holds a copy of it between `fork` and `exec` (the
-/// descriptor closes only on exec), and a choreo restarted by a supervisor can overlap its
-/// predecessor's last moments. Both clear within milliseconds; a second choreo really
-/// running on the same directory still gets a clear error.
+/// Decision: a short wait, not an immediate failure. The locks are `flock`s on files in
+/// the store; any process this one forks holds a copy of them between `fork` and `exec`
+/// (the descriptor closes only on exec), and a choreo restarted by a supervisor can
+/// overlap its predecessor's last moments. Both clear within milliseconds; a second
+/// choreo really running on the same directory still gets a clear error.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 
-fn open_locked(config: &Config) -> Result<sled::Db> {
+/// The file whose lock the broker holds while the store is open.
+const LOCK_FILE: &str = "choreo.lock";
+
+/// The broker's own lock on the store directory.
+///
+/// sled locks its data file too, but only partway through opening: it reads its
+/// configuration and may be interrupted while it writes a snapshot before that lock
+/// protects anything. This lock is taken first, so that what a crash left behind can be
+/// cleared before sled reads it ([`clear_interrupted_sled_writes`]) with no other
+/// process opening or running the store meanwhile.
+#[derive(Debug)]
+pub(crate) struct StoreLock {
+    _file: File,
+}
+
+impl StoreLock {
+    /// Takes the lock; `None` while another process holds it.
+    fn try_take(dir: &Path) -> Result<Option<StoreLock>> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| Error::storage("opening the store's lock file", e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StoreLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::storage("locking the store", e)),
+        }
+    }
+}
+
+/// Runs `attempt` until it stops finding the store locked, for at most [`LOCK_WAIT`].
+fn waiting_for_lock<T>(mut attempt: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let started = Instant::now();
     loop {
+        if let Some(done) = attempt()? {
+            return Ok(done);
+        }
+        if started.elapsed() >= LOCK_WAIT {
+            return Err(Error::storage(
+                "opening the store: another process holds it (is another choreo running on this data dir?)",
+                std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes what sled leaves behind when a process dies while opening the store, which
+/// sled itself would read back as corruption and refuse to open.
+///
+/// - `snap.*.generating`: a snapshot being written. sled writes one while it opens a
+///   store, and renames it to `snap.*` once complete and synced, then removes the older
+///   ones; an interrupted one is left under its temporary name beside the previous
+///   snapshot, which is still whole. sled 0.34 takes any `snap.*` file for a snapshot
+///   and reads the newest, so it reads the unfinished one, finds its checksum wrong, and
+///   reports `Corruption`. Removing it leaves the previous snapshot; sled replays its log
+///   from there, as it would have had the snapshot never started.
+/// - sled's `conf` without the data file `db`: a store whose creation was interrupted.
+///   sled writes `conf` in two steps before it creates `db`, and a `conf` cut between
+///   them does not parse. With no data file there is no data; sled writes `conf` again.
+///
+/// Runs only under [`StoreLock`], so nothing is removed while another process opens
+/// the store.
+fn clear_interrupted_sled_writes(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::storage("listing the store", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::storage("listing the store", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(
+                file = %name,
+                "broker.recover: removing a snapshot that sled did not finish writing"
+            );
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::storage("removing an unfinished sled snapshot", e))?;
+        }
+    }
+    let conf = dir.join("conf");
+    // Only a file sled wrote: `conf` is a common name for a file of one's own.
+    let written_by_sled =
+        |conf: &Path| std::fs::read(conf).is_ok_and(|bytes| bytes.starts_with(b"segment_size: "));
+    if !dir.join("db").exists() && written_by_sled(&conf) {
+        tracing::warn!(
+            "broker.recover: removing the configuration of a store whose creation was interrupted"
+        );
+        std::fs::remove_file(conf)
+            .map_err(|e| Error::storage("removing an unfinished sled configuration", e))?;
+    }
+    Ok(())
+}
+
+/// Takes the store's lock, clears what a crash left, and opens sled.
+fn open_locked(config: &Config) -> Result<(StoreLock, sled::Db)> {
+    let lock = waiting_for_lock(|| StoreLock::try_take(&config.path))?;
+    clear_interrupted_sled_writes(&config.path)?;
+    // sled's own lock can still be held for a moment after this lock is free: by a
+    // forked child between `fork` and `exec`, or by a predecessor whose last readers
+    // still hold sled's files.
+    let db = waiting_for_lock(|| {
         let opened = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_bytes)
@@ -70,20 +171,16 @@ fn open_locked(config: &Config) -> Result<sled::Db> {
             .mode(sled::Mode::HighThroughput)
             .open();
         // sled reports a held lock as an `Other` I/O error with this message.
-        let locked = |err: &sled::Error| matches!(err, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
         match opened {
-            Err(err) if locked(&err) && started.elapsed() < LOCK_WAIT => {
-                std::thread::sleep(Duration::from_millis(20));
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                Ok(None)
             }
-            Err(err) if locked(&err) => {
-                return Err(Error::storage(
-                    "opening the store: another process holds it (is another choreo running on this data dir?)",
-                    err,
-                ));
-            }
-            other => return other.map_err(|e| Error::storage("opening the store", e)),
+            other => other
+                .map(Some)
+                .map_err(|e| Error::storage("opening the store", e)),
         }
-    }
+    })?;
+    Ok((lock, db))
 }
 
 /// An opened store, ready for the writer.
@@ -101,7 +198,7 @@ pub(crate) struct Opened {
 pub(crate) fn open(config: &Config) -> Result<Opened> {
     std::fs::create_dir_all(&config.path)
         .map_err(|e| Error::storage("creating the store directory", e))?;
-    let db = open_locked(config)?;
+    let (lock, db) = open_locked(config)?;
     let tree = db
         .open_tree(TREE)
         .map_err(|e| Error::storage("opening the store's tree", e))?;
@@ -131,6 +228,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
     let store = Store {
         db,
         kv: Kv::new(tree),
+        _lock: lock,
     };
     let recovered = recover(&store)?;
     Ok(Opened {

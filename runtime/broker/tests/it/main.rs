@@ -12,6 +12,7 @@ mod crash;
 mod delivery;
 mod durability;
 mod layout;
+mod opening;
 mod ordering;
 mod retention;
 mod retry;
