@@ -2,7 +2,8 @@
 //! with SIGKILL at random points, many times, on the same store. After every kill the
 //! store is reopened and checked: every publish that returned is there, every outcome is
 //! complete (ack, both its publishes, both its state writes) or absent, and no queue has
-//! lost or resurrected an event.
+//! lost or resurrected an event. One kill in four lands while the child opens the store,
+//! when sled writes a snapshot and the broker replays its write-ahead log.
 //!
 //! The child is this test binary again, running `crash_child` with the store's directory
 //! in [`CHILD_ENV`]; it reports what returned on stdout, one line per fact. Beside the
@@ -25,6 +26,11 @@ use crate::{event, handler, keyed, subscription, whole_log};
 
 const CHILD_ENV: &str = "CHOREO_BROKER_CRASH_CHILD";
 const KILLS: usize = 16;
+/// Every this many kills, the kill lands while the store opens: within
+/// [`OPENING_KILL_WITHIN`] of the child starting to open it, about as long as opening
+/// the test's store takes in a debug build.
+const OPENING_KILL_EVERY: usize = 4;
+const OPENING_KILL_WITHIN: Duration = Duration::from_millis(100);
 
 fn report(line: String) {
     let mut out = std::io::stdout().lock();
@@ -38,6 +44,9 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
+    // libtest has printed `test crash::crash_child ... ` with no newline: end that line,
+    // so that the first report starts one of its own.
+    println!();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         let mut config = Config::new(dir);
@@ -46,6 +55,7 @@ fn crash_child() {
         // Small enough that kills land while id index runs are written, and reopening
         // finds runs that index groups the kill lost.
         config.index_run_entries = 64;
+        report("O".to_owned());
         let broker = SledBroker::open(config).unwrap();
         let mut worker = subscription("worker", &["in.>"]);
         worker.retry = RetryPolicy {
@@ -151,7 +161,9 @@ async fn read_like_a_query(
 
 #[test]
 fn committed_work_survives_sigkill_at_random_points() {
-    let dir = tempfile::tempdir().unwrap();
+    // The store outlives a failed run, so that what the kill left can be studied; a run
+    // that passes removes it.
+    let dir = KeptOnPanic(Some(tempfile::tempdir().unwrap()));
     let mut published: BTreeMap<u64, String> = BTreeMap::new();
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     let mut read: BTreeSet<u64> = BTreeSet::new();
@@ -171,14 +183,28 @@ fn committed_work_survives_sigkill_at_random_points() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (seen, lines_seen) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
                 .filter_map(|line| line.strip_prefix("@@ ").map(str::to_owned))
+                .inspect(|line| drop(seen.send(line.clone())))
                 .collect::<Vec<_>>()
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(30..300)));
+        if round % OPENING_KILL_EVERY == OPENING_KILL_EVERY - 1 {
+            // A kill while the store opens: sled writes a snapshot then, and the broker
+            // replays its write-ahead log.
+            let opening = lines_seen.recv_timeout(Duration::from_secs(60));
+            assert_eq!(
+                opening.as_deref(),
+                Ok("O"),
+                "the child reports that it opens the store first"
+            );
+            std::thread::sleep(rng.random_range(Duration::ZERO..OPENING_KILL_WITHIN));
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.random_range(30..300)));
+        }
         child.kill().unwrap();
         let status = child.wait().unwrap();
         let lines = reader.join().unwrap();
@@ -202,6 +228,7 @@ fn committed_work_survives_sigkill_at_random_points() {
                 (Some("T"), Some(seq), None) => {
                     traced.insert(seq.parse().unwrap());
                 }
+                (Some("O"), None, None) => {}
                 _ => panic!("unexpected child line {line:?}"),
             }
         }
@@ -307,4 +334,23 @@ fn check(
         );
         broker.close().await.unwrap();
     });
+}
+
+/// A temporary directory that is kept, and named on stderr, when the test panics.
+struct KeptOnPanic(Option<tempfile::TempDir>);
+
+impl KeptOnPanic {
+    fn path(&self) -> &std::path::Path {
+        self.0.as_ref().expect("kept until dropped").path()
+    }
+}
+
+impl Drop for KeptOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("kept the store at {}", dir.keep().display());
+        }
+    }
 }
