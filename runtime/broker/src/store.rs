@@ -379,7 +379,10 @@ impl Syncer {
     fn new(path: &Path) -> Result<Self> {
         let data = File::open(path.join("db"))
             .map_err(|e| Error::storage("opening sled's data file for syncing", e))?;
-        // The store directory itself gained `db`, `conf` and `blobs/` when it was made.
+        // The store directory gained `db`, `conf` and `blobs/` when it was made, and sled
+        // renamed a new snapshot into place while opening it (sled does not sync the
+        // directory); syncing it here, before any checkpoint, keeps sled's later writes
+        // from reaching the disk ahead of that rename.
         sync_dir(path).map_err(|e| Error::storage("syncing the store directory", e))?;
         let mut syncer = Syncer {
             data,
