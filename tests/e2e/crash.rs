@@ -1,11 +1,12 @@
 //! `kill -9` of `choreo serve` while clients publish and handlers work, then a restart on
 //! the same data and deploy dirs: nothing acknowledged is lost, nothing emitted is doubled.
+//! And a second `choreo serve` on a data dir in use is refused, harming nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::choreography::{deploy_choreography, publish_orders, wait_and_verify};
-use crate::harness::{DEADLINE, Dirs, Server, eventually};
+use crate::harness::{DEADLINE, Dirs, Server, eventually, run_choreo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_output() {
@@ -78,4 +79,39 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_output(
         let handler = server.handler(name).await;
         assert_eq!(handler["dead_letters"], 0, "{handler}\n{context}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_a_data_dir_in_use_exits_saying_why() {
+    let dirs = Dirs::create();
+    let server = Server::start(&dirs).await;
+    let (root, data, deploy) = (
+        dirs.root().to_owned(),
+        dirs.data().display().to_string(),
+        dirs.deploy().display().to_string(),
+    );
+    let second = tokio::task::spawn_blocking(move || {
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--deploy-dir",
+            &deploy,
+        ];
+        run_choreo(&root, &args, &[], DEADLINE)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !second.ok && second.stderr.contains("another process holds it"),
+        "{second}"
+    );
+    // The first server still takes events.
+    server
+        .api()
+        .publish("orders.created", &[], "{}")
+        .await
+        .unwrap();
 }
