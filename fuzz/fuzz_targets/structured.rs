@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use choreo_cloudevents::{Destination, parse_batch, parse_event, to_cloudevent};
+use choreo_cloudevents::{Destination, StructuredEvent, parse_batch, parse_event};
 use choreo_core::{RecordedEvent, Topic};
 use libfuzzer_sys::fuzz_target;
 
@@ -15,11 +15,12 @@ fuzz_target!(|body: &[u8]| {
     let path = Topic::new("fuzz.path").expect("a valid topic");
     for destination in [Destination::Path(&path), Destination::TopicAttribute] {
         if let Ok(event) = parse_event(body, destination) {
-            let out = to_cloudevent(&RecordedEvent {
+            let recorded = RecordedEvent {
                 seq: 1,
                 event: event.clone(),
-            });
-            let text = serde_json::to_vec(&out).expect("a JSON value serialises");
+            };
+            let text = serde_json::to_vec(&StructuredEvent::new(&recorded))
+                .expect("an event always serialises");
             let back = parse_event(&text, Destination::TopicAttribute)
                 .unwrap_or_else(|refusal| panic!("choreo's own event is refused: {refusal:?}"));
             assert_eq!(back.id, event.id);

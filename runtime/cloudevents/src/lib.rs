@@ -7,7 +7,7 @@
 //!   the binary mode ([`from_binary`]: `ce-*` headers, body = data).
 //! - `structured`: the JSON format as structured mode ([`parse_event`]) and batch mode
 //!   ([`parse_batch`]).
-//! - `json`: recorded events as structured CloudEvents JSON ([`to_cloudevent`]).
+//! - `json`: recorded events as structured CloudEvents JSON ([`StructuredEvent`]).
 //! - `percent`: percent-decoding for paths, query strings and header values.
 
 mod attributes;
@@ -19,6 +19,6 @@ pub use attributes::{
     AttributeError, DEFAULT_SOURCE, REQUIRED, SPEC_VERSION, build_event, from_binary,
     is_json_media_type, percent_encode_header,
 };
-pub use json::to_cloudevent;
+pub use json::StructuredEvent;
 pub use percent::percent_decode;
 pub use structured::{Destination, Refusal, parse_batch, parse_event};

@@ -27,10 +27,10 @@ use crate::events::page_limit;
 use crate::problem::Problem;
 use crate::publish::broker_problem;
 use crate::routes::{Reply, json as json_reply, query_params};
-use choreo_cloudevents::to_cloudevent;
+use choreo_cloudevents::StructuredEvent;
 
 #[derive(Serialize)]
-struct DeadLetterView {
+struct DeadLetterView<'a> {
     /// The original event's seq: the dead-letter's name.
     seq: u64,
     handler: String,
@@ -43,11 +43,11 @@ struct DeadLetterView {
     dead_lettered_at: Timestamp,
     /// The seq of the `$dlq.<handler>` event announcing it.
     dead_letter_seq: u64,
-    event: Value,
+    event: StructuredEvent<'a>,
 }
 
-impl From<&DeadLetter> for DeadLetterView {
-    fn from(letter: &DeadLetter) -> Self {
+impl<'a> From<&'a DeadLetter> for DeadLetterView<'a> {
+    fn from(letter: &'a DeadLetter) -> Self {
         DeadLetterView {
             seq: letter.event.seq,
             handler: letter.handler.to_string(),
@@ -57,7 +57,7 @@ impl From<&DeadLetter> for DeadLetterView {
             attempts: letter.attempts,
             dead_lettered_at: letter.at,
             dead_letter_seq: letter.dead_letter_seq,
-            event: to_cloudevent(&letter.event),
+            event: StructuredEvent::new(&letter.event),
         }
     }
 }
@@ -146,7 +146,7 @@ async fn list(state: &AppState, handler: &HandlerName, query: Option<&str>) -> R
             } else {
                 None
             };
-            let views: Vec<DeadLetterView> = letters.iter().map(DeadLetterView::from).collect();
+            let views: Vec<DeadLetterView<'_>> = letters.iter().map(DeadLetterView::from).collect();
             json_reply(
                 StatusCode::OK,
                 &json!({ "handler": handler.as_str(), "dead_letters": views, "next": next }),

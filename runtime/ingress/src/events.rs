@@ -1,10 +1,10 @@
 //! `GET /v1/events`: browsing the log by pattern and position, events as structured
 //! CloudEvents (`choreo_cloudevents::to_cloudevent`).
 
-use choreo_cloudevents::to_cloudevent;
+use choreo_cloudevents::StructuredEvent;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use choreo_broker::EventQuery;
 use choreo_core::Pattern;
@@ -64,11 +64,16 @@ pub(crate) async fn list(state: &AppState, request: &Request<Incoming>) -> Reply
     };
     match state.broker.read_events(query).await {
         Ok(page) => {
-            let events: Vec<Value> = page.events.iter().map(to_cloudevent).collect();
+            #[derive(Serialize)]
+            struct Page<'a> {
+                events: Vec<StructuredEvent<'a>>,
+                next: u64,
+            }
+            let events = page.events.iter().map(StructuredEvent::new).collect();
             // The broker may stop early when a pattern filters out many rows; its cursor
             // says where to continue, whether or not this page is full.
             let next = page.next_seq.saturating_sub(1).max(after);
-            json_reply(StatusCode::OK, &json!({ "events": events, "next": next }))
+            json_reply(StatusCode::OK, &Page { events, next })
         }
         Err(err) => broker_problem(err),
     }

@@ -62,7 +62,9 @@ use reply::ReplyHub;
 
 pub use auth::{Auth, Caller, MIN_SECRET_BYTES, Need, Scope, TokenSpec};
 pub use catalog::{MAX_PRODUCERS, MAX_TRACKED_TOPICS, RATE_WINDOW_SECS};
-pub use choreo_cloudevents::{DEFAULT_SOURCE, SPEC_VERSION, percent_encode_header, to_cloudevent};
+pub use choreo_cloudevents::{
+    DEFAULT_SOURCE, SPEC_VERSION, StructuredEvent, percent_encode_header,
+};
 pub use problem::Problem;
 pub use reply::{DEFAULT_MAX_REPLY_WAITERS, DEFAULT_REPLY_TIMEOUT, MAX_REPLY_TIMEOUT};
 pub use server::{SHUTDOWN_GRACE, serve};

@@ -26,7 +26,7 @@ use choreo_core::{Pattern, RecordedEvent, Topic};
 
 use crate::problem::Problem;
 use crate::routes::Reply;
-use choreo_cloudevents::{percent_encode_header, to_cloudevent};
+use choreo_cloudevents::{StructuredEvent, percent_encode_header};
 
 /// How long a publish waits for its reply when the request names no `timeout`.
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -304,20 +304,14 @@ pub(crate) fn reply_response(reply: &RecordedEvent) -> Reply {
     {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    if let serde_json::Value::Object(attributes) = to_cloudevent(reply) {
-        for (name, value) in attributes {
-            if matches!(name.as_str(), "data" | "data_base64" | "datacontenttype") {
-                continue;
-            }
-            let text = match value {
-                serde_json::Value::String(text) => text,
-                other => other.to_string(),
-            };
-            let name = HeaderName::from_bytes(format!("ce-{name}").as_bytes());
-            let value = HeaderValue::from_str(&percent_encode_header(&text));
-            if let (Ok(name), Ok(value)) = (name, value) {
-                headers.insert(name, value);
-            }
+    for (name, text) in StructuredEvent::new(reply).attributes() {
+        if name == "datacontenttype" {
+            continue;
+        }
+        let name = HeaderName::from_bytes(format!("ce-{name}").as_bytes());
+        let value = HeaderValue::from_str(&percent_encode_header(&text));
+        if let (Ok(name), Ok(value)) = (name, value) {
+            headers.insert(name, value);
         }
     }
     response

@@ -34,7 +34,7 @@ use choreo_core::{Pattern, RecordedEvent};
 use crate::AppState;
 use crate::problem::Problem;
 use crate::routes::{Body, query_params};
-use choreo_cloudevents::to_cloudevent;
+use choreo_cloudevents::StructuredEvent;
 
 /// Most events read from the log at a time for one stream: what a slow client can make
 /// the server hold for it.
@@ -262,7 +262,8 @@ impl Tail {
 /// One event as an SSE message. Serialised JSON holds no raw newline, so it is one
 /// `data:` line.
 fn message(recorded: &RecordedEvent) -> Bytes {
-    let json = to_cloudevent(recorded).to_string();
+    let json =
+        serde_json::to_string(&StructuredEvent::new(recorded)).expect("an event always serialises");
     Bytes::from(format!("id: {}\ndata: {json}\n\n", recorded.seq))
 }
 
@@ -282,6 +283,26 @@ mod tests {
         drop(first);
         assert_eq!(streams.open(), 1);
         assert!(streams.admit(2).is_some());
+    }
+
+    #[test]
+    fn a_message_is_one_data_line_with_the_data_as_published() {
+        let mut event = choreo_core::Event::new(
+            choreo_core::Topic::new("a.b").unwrap(),
+            "test://sse",
+            b"{\n  \"n\": 12345678901234567890123,\n  \"s\": \"x\\ny\"\n}\n".to_vec(),
+        );
+        event.datacontenttype = Some("application/json".to_owned());
+        let message = message(&RecordedEvent { seq: 3, event });
+        let text = std::str::from_utf8(&message).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "id, data and the blank line: {text:?}");
+        assert_eq!(lines[0], "id: 3");
+        assert!(
+            lines[1].starts_with("data: {")
+                && lines[1].contains(r#""data":{"n":12345678901234567890123,"s":"x\ny"}"#),
+            "{text:?}"
+        );
     }
 
     /// A stream over a fresh broker, following `pattern` from the start of the log.

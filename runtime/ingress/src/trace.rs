@@ -11,7 +11,7 @@
 use std::collections::{HashSet, VecDeque};
 
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use choreo_broker::Broker;
 use choreo_core::{Event, EventId, RecordedEvent};
@@ -21,8 +21,8 @@ use crate::AppState;
 use crate::problem::Problem;
 use crate::publish::broker_problem;
 use crate::routes::{Reply, json as json_reply};
+use choreo_cloudevents::StructuredEvent;
 use choreo_cloudevents::percent_decode;
-use choreo_cloudevents::to_cloudevent;
 
 /// Deepest level of the tree below the event asked for. Choreographies are chains of a
 /// few steps; a deeper one is most likely a loop of handlers feeding each other.
@@ -65,7 +65,7 @@ pub(crate) async fn show(state: &AppState, raw_id: &str) -> Reply {
         Err(err) => return broker_problem(err),
     };
     match Tree::walk(&*state.broker, root).await {
-        Ok(tree) => json_reply(StatusCode::OK, &tree.to_json()),
+        Ok(tree) => json_reply(StatusCode::OK, &tree.view()),
         Err(err) => broker_problem(err),
     }
 }
@@ -122,28 +122,46 @@ impl Tree {
         Ok(tree)
     }
 
-    fn to_json(&self) -> Value {
-        let mut root = self.node_json(0);
-        root["truncated"] = json!(self.truncated);
-        root["nodes"] = json!(self.nodes.len());
-        root
+    fn view(&self) -> TraceView<'_> {
+        TraceView {
+            root: self.node_view(0),
+            nodes: self.nodes.len(),
+            truncated: self.truncated,
+        }
     }
 
     /// Recursion is bounded by [`MAX_TRACE_DEPTH`].
-    fn node_json(&self, index: usize) -> Value {
+    fn node_view(&self, index: usize) -> NodeView<'_> {
         let node = &self.nodes[index];
-        let children: Vec<Value> = node
-            .children
-            .iter()
-            .map(|&child| self.node_json(child))
-            .collect();
-        json!({
-            "seq": node.recorded.seq,
-            "handler": producer(&node.recorded.event),
-            "event": to_cloudevent(&node.recorded),
-            "children": children,
-        })
+        NodeView {
+            children: node
+                .children
+                .iter()
+                .map(|&child| self.node_view(child))
+                .collect(),
+            event: StructuredEvent::new(&node.recorded),
+            handler: producer(&node.recorded.event),
+            seq: node.recorded.seq,
+        }
     }
+}
+
+/// The answer: the root event's node, with the size of the tree and whether it was cut.
+#[derive(Serialize)]
+struct TraceView<'a> {
+    #[serde(flatten)]
+    root: NodeView<'a>,
+    nodes: usize,
+    truncated: bool,
+}
+
+/// One event of the tree: who produced it, and the events it caused.
+#[derive(Serialize)]
+struct NodeView<'a> {
+    children: Vec<NodeView<'a>>,
+    event: StructuredEvent<'a>,
+    handler: Option<&'a str>,
+    seq: u64,
 }
 
 #[cfg(test)]
@@ -177,7 +195,8 @@ mod tests {
         let tree = walk_from(&broker, &root).await;
         assert_eq!(tree.nodes.len(), MAX_TRACE_NODES);
         assert!(tree.truncated);
-        assert_eq!(tree.to_json()["nodes"], MAX_TRACE_NODES);
+        let view = serde_json::to_value(tree.view()).unwrap();
+        assert_eq!(view["nodes"], MAX_TRACE_NODES);
     }
 
     #[tokio::test]
