@@ -146,11 +146,19 @@ async fn list(state: &AppState, handler: &HandlerName, query: Option<&str>) -> R
             } else {
                 None
             };
-            let views: Vec<DeadLetterView<'_>> = letters.iter().map(DeadLetterView::from).collect();
-            json_reply(
-                StatusCode::OK,
-                &json!({ "handler": handler.as_str(), "dead_letters": views, "next": next }),
-            )
+            // A struct, not `json!`: a `Value` would parse each event's data again.
+            #[derive(Serialize)]
+            struct Page<'a> {
+                handler: &'a str,
+                dead_letters: Vec<DeadLetterView<'a>>,
+                next: Option<u64>,
+            }
+            let page = Page {
+                handler: handler.as_str(),
+                dead_letters: letters.iter().map(DeadLetterView::from).collect(),
+                next,
+            };
+            json_reply(StatusCode::OK, &page)
         }
         Err(err) => dlq_problem(err),
     }
