@@ -7,12 +7,19 @@
 //! is all or nothing. Attributes map onto events as in binary mode
 //! ([`attributes::build_event`]); the topic comes from the path or, on `/v1/events`,
 //! from each event's `topic` attribute.
+//!
+//! JSON data is stored as the text it came in with: the body is read a second time for
+//! each event's `data` member as raw JSON, since a `Value` would round numbers beyond
+//! `f64` and sort members. (Only when that second read fails, for an object with two
+//! `data` members, is the data stored re-encoded from the `Value`.)
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use choreo_core::{Event, Topic};
 use http::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::attributes::{self, AttributeError, REQUIRED};
@@ -69,7 +76,27 @@ pub fn parse_event(body: &[u8], destination: Destination<'_>) -> Result<Event, R
             format!("the body is not JSON ({err}); structured mode takes one CloudEvent object"),
         )
     })?;
-    from_json(value, destination)
+    from_json(value, raw_data(body), destination)
+}
+
+/// The `data` member of an event object, as its JSON text.
+#[derive(Deserialize)]
+struct RawData<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// The `data` member of the event object `body`, as its JSON text.
+fn raw_data(body: &[u8]) -> Option<&RawValue> {
+    serde_json::from_slice::<RawData<'_>>(body).ok()?.data
+}
+
+/// The `data` members of the array of event objects `body`, as their JSON text; empty
+/// when the array cannot be read that way.
+fn raw_data_each(body: &[u8]) -> Vec<Option<&RawValue>> {
+    serde_json::from_slice::<Vec<RawData<'_>>>(body)
+        .map(|items| items.into_iter().map(|item| item.data).collect())
+        .unwrap_or_default()
 }
 
 /// Parses a batch-mode body: a JSON array of 1 to `max_events` CloudEvent objects.
@@ -109,15 +136,24 @@ pub fn parse_batch(
             ),
         });
     }
+    let raw = raw_data_each(body);
     items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| from_json(item, destination).map_err(|err| err.at(index)))
+        .map(|(index, item)| {
+            let raw_data = raw.get(index).copied().flatten();
+            from_json(item, raw_data, destination).map_err(|err| err.at(index))
+        })
         .collect()
 }
 
-/// Builds the event from one CloudEvent in the JSON format.
-fn from_json(value: Value, destination: Destination<'_>) -> Result<Event, Refusal> {
+/// Builds the event from one CloudEvent in the JSON format; `raw_data` is its `data`
+/// member as it came in, when it could be read.
+fn from_json(
+    value: Value,
+    raw_data: Option<&RawValue>,
+    destination: Destination<'_>,
+) -> Result<Event, Refusal> {
     let Value::Object(mut object) = value else {
         return Err(Refusal::bad(
             "malformed-event",
@@ -163,9 +199,10 @@ fn from_json(value: Value, destination: Destination<'_>) -> Result<Event, Refusa
                 ),
             ));
         }
-        (Some(data), None) if attributes::is_json_media_type(content_type) => {
-            serde_json::to_vec(&data).expect("a JSON value always serialises")
-        }
+        (Some(data), None) if attributes::is_json_media_type(content_type) => match raw_data {
+            Some(raw) => raw.get().as_bytes().to_vec(),
+            None => serde_json::to_vec(&data).expect("a JSON value always serialises"),
+        },
         (Some(Value::String(text)), None) => text.into_bytes(),
         (Some(other), None) => {
             return Err(Refusal::bad(
@@ -291,6 +328,30 @@ mod tests {
         let mut event = minimal();
         event[member] = value;
         event
+    }
+
+    #[test]
+    fn json_data_is_stored_exactly_as_it_came_in() {
+        let body = br#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t",
+            "data": {"z": 12345678901234567890123, "a": [1.50]}}"#;
+        let event = parse_event(body, Destination::Path(&path())).unwrap();
+        assert_eq!(
+            event.data,
+            br#"{"z": 12345678901234567890123, "a": [1.50]}"#
+        );
+        let batch = format!(
+            "[{}, {}]",
+            std::str::from_utf8(body).unwrap(),
+            r#"{"specversion": "1.0", "id": "e-2", "source": "/s", "type": "t", "data": 0.30000000000000000001}"#
+        );
+        let events = parse_batch(batch.as_bytes(), Destination::Path(&path()), 8).unwrap();
+        assert_eq!(events[0].data, event.data);
+        assert_eq!(events[1].data, b"0.30000000000000000001");
+        // Two `data` members: the last one, re-encoded, as a JSON object keeps it.
+        let twice = br#"{"specversion": "1.0", "id": "e-3", "source": "/s", "type": "t",
+            "data": 1, "data": {"b": 2, "a": 1}}"#;
+        let event = parse_event(twice, Destination::Path(&path())).unwrap();
+        assert_eq!(event.data, br#"{"a":1,"b":2}"#);
     }
 
     #[test]
