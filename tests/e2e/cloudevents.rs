@@ -94,9 +94,10 @@ async fn structured_events_keep_every_attribute_on_both_routes() {
     assert_eq!(log[2]["datacontenttype"], "application/octet-stream");
 }
 
-/// JSON data published as the body reads back digit for digit, its members in their
-/// order, in a page of the log and in a trace. (The live stream and dead-letters write
-/// events the same way; the stream's unit tests hold it to one line.)
+/// JSON data published as the body, in a structured event or in a batch, reads back digit
+/// for digit, its members in their order, in a page of the log and in a trace. (The live
+/// stream and dead-letters write events the same way; the stream's unit tests hold it to
+/// one line.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_data_reads_back_as_it_was_published() {
     let dirs = Dirs::create();
@@ -114,14 +115,27 @@ async fn json_data_reads_back_as_it_was_published() {
         .await
         .unwrap();
     let id = accepted["id"].as_str().unwrap();
-    for path in [
-        "/v1/events?pattern=prices.quoted".to_owned(),
-        format!("/v1/events/{id}"),
+    // The same data in a structured event and in a batch.
+    let structured = format!(
+        r#"{{"specversion": "1.0", "id": "q-1", "source": "/e2e", "type": "t",
+            "datacontenttype": "application/json", "data": {published}}}"#
+    );
+    for (headers, body) in [
+        (STRUCTURED, structured.clone()),
+        (BATCH, format!("[{}]", structured.replace("q-1", "q-2"))),
     ] {
-        let reply = api.get(&path).await.unwrap();
-        let text = String::from_utf8_lossy(&reply.body);
-        assert!(text.contains(stored), "GET {path}: {text}");
+        let reply = api
+            .request(Method::POST, "/v1/topics/prices.quoted", headers, body)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply}");
     }
+    let page = api.get("/v1/events?pattern=prices.quoted").await.unwrap();
+    let text = String::from_utf8_lossy(&page.body);
+    assert_eq!(text.matches(stored).count(), 3, "GET /v1/events: {text}");
+    let trace = api.get(&format!("/v1/events/{id}")).await.unwrap();
+    let text = String::from_utf8_lossy(&trace.body);
+    assert!(text.contains(stored), "GET /v1/events/{id}: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
