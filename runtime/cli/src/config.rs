@@ -287,9 +287,8 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
-        let dir = std::env::temp_dir().join(format!("choreo-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("choreo.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("choreo.toml");
         std::fs::write(
             &file,
             "data_dir = \"/from/file\"\ndeploy_dir = \"/file/deploy\"\ndurability = \"buffered\"\n",
@@ -319,9 +318,8 @@ mod tests {
 
     #[test]
     fn tokens_come_from_the_file_with_their_secrets_checked() {
-        let dir = std::env::temp_dir().join(format!("choreo-tokens-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("choreo.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("choreo.toml");
         let resolve = |text: &str| {
             std::fs::write(&file, text).unwrap();
             ServeConfig::resolve(ServeFlags {
@@ -362,9 +360,8 @@ mod tests {
 
     #[test]
     fn ingress_limits_come_from_flags_or_file_within_bounds() {
-        let dir = std::env::temp_dir().join(format!("choreo-limits-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("choreo.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("choreo.toml");
         std::fs::write(&file, "max_batch_events = 10\nmax_reply_waiters = 3\n").unwrap();
         let flags = ServeFlags {
             config: Some(file.clone()),
