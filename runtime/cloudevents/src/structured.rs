@@ -8,21 +8,24 @@
 //! ([`attributes::build_event`]); the topic comes from the path or, on `/v1/events`,
 //! from each event's `topic` attribute.
 //!
-//! JSON data is stored as the text it came in with: the body is read a second time for
-//! each event's `data` member as raw JSON, since a `Value` would round numbers beyond
-//! `f64` and sort members. (Only when that second read fails, for an object with two
-//! `data` members, is the data stored re-encoded from the `Value`.)
+//! The body is read once, each event's members kept as their JSON text (`read`): JSON
+//! data is stored as the text it came in with (a `Value` would round numbers beyond
+//! `f64` and sort members), and so are number and boolean extensions. A member named
+//! twice is refused.
 
+mod read;
+
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use base64::Engine;
 use choreo_core::{Event, Topic};
 use http::StatusCode;
-use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::attributes::{self, AttributeError, REQUIRED};
+use read::{Batch, Item, JsonType, Members};
 
 /// Where the events of a request are published.
 #[derive(Debug, Clone, Copy)]
@@ -70,33 +73,13 @@ impl From<AttributeError> for Refusal {
 
 /// Parses a structured-mode body: one CloudEvent object.
 pub fn parse_event(body: &[u8], destination: Destination<'_>) -> Result<Event, Refusal> {
-    let value: Value = serde_json::from_slice(body).map_err(|err| {
+    let item: Item<'_> = serde_json::from_slice(body).map_err(|err| {
         Refusal::bad(
             "malformed-json",
             format!("the body is not JSON ({err}); structured mode takes one CloudEvent object"),
         )
     })?;
-    from_json(value, raw_data(body), destination)
-}
-
-/// The `data` member of an event object, as its JSON text.
-#[derive(Deserialize)]
-struct RawData<'a> {
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-}
-
-/// The `data` member of the event object `body`, as its JSON text.
-fn raw_data(body: &[u8]) -> Option<&RawValue> {
-    serde_json::from_slice::<RawData<'_>>(body).ok()?.data
-}
-
-/// The `data` members of the array of event objects `body`, as their JSON text; empty
-/// when the array cannot be read that way.
-fn raw_data_each(body: &[u8]) -> Vec<Option<&RawValue>> {
-    serde_json::from_slice::<Vec<RawData<'_>>>(body)
-        .map(|items| items.into_iter().map(|item| item.data).collect())
-        .unwrap_or_default()
+    from_item(item, destination)
 }
 
 /// Parses a batch-mode body: a JSON array of 1 to `max_events` CloudEvent objects.
@@ -105,20 +88,20 @@ pub fn parse_batch(
     destination: Destination<'_>,
     max_events: usize,
 ) -> Result<Vec<Event>, Refusal> {
-    let value: Value = serde_json::from_slice(body).map_err(|err| {
+    let batch: Batch<'_> = serde_json::from_slice(body).map_err(|err| {
         Refusal::bad(
             "malformed-json",
             format!("the body is not JSON ({err}); batch mode takes an array of CloudEvents"),
         )
     })?;
-    let Value::Array(items) = value else {
-        return Err(Refusal::bad(
-            "malformed-batch",
-            format!(
-                "a batch is a JSON array of CloudEvents, found {}",
-                json_type(&value)
-            ),
-        ));
+    let items = match batch {
+        Batch::Array(items) => items,
+        Batch::Other(found) => {
+            return Err(Refusal::bad(
+                "malformed-batch",
+                format!("a batch is a JSON array of CloudEvents, found {found}"),
+            ));
+        }
     };
     if items.is_empty() {
         return Err(Refusal::bad(
@@ -136,33 +119,30 @@ pub fn parse_batch(
             ),
         });
     }
-    let raw = raw_data_each(body);
     items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| {
-            let raw_data = raw.get(index).copied().flatten();
-            from_json(item, raw_data, destination).map_err(|err| err.at(index))
-        })
+        .map(|(index, item)| from_item(item, destination).map_err(|err| err.at(index)))
         .collect()
 }
 
-/// Builds the event from one CloudEvent in the JSON format; `raw_data` is its `data`
-/// member as it came in, when it could be read.
-fn from_json(
-    value: Value,
-    raw_data: Option<&RawValue>,
-    destination: Destination<'_>,
-) -> Result<Event, Refusal> {
-    let Value::Object(mut object) = value else {
-        return Err(Refusal::bad(
-            "malformed-event",
-            format!("a CloudEvent is a JSON object, found {}", json_type(&value)),
-        ));
+/// Builds the event from one CloudEvent in the JSON format.
+fn from_item(item: Item<'_>, destination: Destination<'_>) -> Result<Event, Refusal> {
+    let members = match item {
+        Item::Object(members) => members,
+        Item::Other(found) => {
+            return Err(Refusal::bad(
+                "malformed-event",
+                format!("a CloudEvent is a JSON object, found {found}"),
+            ));
+        }
     };
-    let data = object.remove("data").filter(|d| !d.is_null());
-    let data_base64 = object.remove("data_base64").filter(|d| !d.is_null());
-    let mut attributes = attributes(object)?;
+    let mut members = by_name(members)?;
+    let data = members.remove("data").filter(|value| !is_null(value));
+    let data_base64 = members
+        .remove("data_base64")
+        .filter(|value| !is_null(value));
+    let mut attributes = attributes(members)?;
     for name in REQUIRED {
         if !attributes.contains_key(*name) {
             return Err(AttributeError::attribute(
@@ -182,46 +162,87 @@ fn from_json(
             ));
         }
         (None, None) => Vec::new(),
-        (None, Some(Value::String(encoded))) => base64::engine::general_purpose::STANDARD
-            .decode(encoded.as_bytes())
-            .map_err(|err| {
-                Refusal::bad(
+        (None, Some(encoded)) => {
+            let Some(encoded) = string(encoded) else {
+                return Err(Refusal::bad(
                     "invalid-data",
-                    format!("`data_base64` is not valid base64: {err}"),
-                )
-            })?,
-        (None, Some(other)) => {
-            return Err(Refusal::bad(
-                "invalid-data",
-                format!(
-                    "`data_base64` must be a base64 string, found {}",
-                    json_type(&other)
-                ),
-            ));
+                    format!(
+                        "`data_base64` must be a base64 string, found {}",
+                        JsonType::of(encoded)
+                    ),
+                ));
+            };
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.as_bytes())
+                .map_err(|err| {
+                    Refusal::bad(
+                        "invalid-data",
+                        format!("`data_base64` is not valid base64: {err}"),
+                    )
+                })?
         }
-        (Some(data), None) if attributes::is_json_media_type(content_type) => match raw_data {
-            Some(raw) => raw.get().as_bytes().to_vec(),
-            None => serde_json::to_vec(&data).expect("a JSON value always serialises"),
+        (Some(data), None) if attributes::is_json_media_type(content_type) => {
+            data.get().as_bytes().to_vec()
+        }
+        (Some(data), None) => match string(data) {
+            Some(text) => text.into_bytes(),
+            None => {
+                return Err(Refusal::bad(
+                    "invalid-data",
+                    format!(
+                        "`data` is {} but `datacontenttype` `{}` is not JSON: send text as a string or bytes as `data_base64`",
+                        JsonType::of(data),
+                        content_type.unwrap_or_default()
+                    ),
+                ));
+            }
         },
-        (Some(Value::String(text)), None) => text.into_bytes(),
-        (Some(other), None) => {
-            return Err(Refusal::bad(
-                "invalid-data",
-                format!(
-                    "`data` is {} but `datacontenttype` `{}` is not JSON: send text as a string or bytes as `data_base64`",
-                    json_type(&other),
-                    content_type.unwrap_or_default()
-                ),
-            ));
-        }
     };
     Ok(attributes::build_event(topic, attributes, data)?)
+}
+
+/// The members of an event object by name; a name given twice is refused rather than
+/// one of its values silently dropped.
+fn by_name(members: Members<'_>) -> Result<BTreeMap<Cow<'_, str>, &RawValue>, Refusal> {
+    let mut by_name = BTreeMap::new();
+    for (name, value) in members {
+        match by_name.entry(name) {
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+            Entry::Occupied(slot) => {
+                return Err(Refusal::bad(
+                    "malformed-event",
+                    format!(
+                        "the event has two `{}` members; a CloudEvent names each once",
+                        slot.key()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(by_name)
+}
+
+fn is_null(value: &RawValue) -> bool {
+    JsonType::of(value) == JsonType::Null
+}
+
+/// The text of a JSON string, or `None` for any other value.
+fn string(value: &RawValue) -> Option<String> {
+    if JsonType::of(value) == JsonType::String {
+        serde_json::from_str(value.get()).ok()
+    } else {
+        None
+    }
 }
 
 /// The members of an event object other than its data, as attribute text. The core
 /// attributes must be strings; extensions may also be numbers or booleans (CloudEvents
 /// `Integer` and `Boolean`), kept as their JSON text. `null` means absent.
-fn attributes(object: Map<String, Value>) -> Result<BTreeMap<String, String>, AttributeError> {
+fn attributes(
+    members: BTreeMap<Cow<'_, str>, &RawValue>,
+) -> Result<BTreeMap<String, String>, AttributeError> {
     const STRINGS: &[&str] = &[
         "specversion",
         "id",
@@ -234,26 +255,27 @@ fn attributes(object: Map<String, Value>) -> Result<BTreeMap<String, String>, At
         "topic",
     ];
     let mut attributes = BTreeMap::new();
-    for (name, value) in object {
-        let text = match value {
-            Value::Null => continue,
-            Value::String(text) => text,
-            Value::Number(_) | Value::Bool(_) if !STRINGS.contains(&name.as_str()) => {
-                value.to_string()
+    for (name, value) in members {
+        let found = JsonType::of(value);
+        let text = match found {
+            JsonType::Null => continue,
+            JsonType::String => string(value).expect("a JSON string reads as a string"),
+            JsonType::Number | JsonType::Boolean if !STRINGS.contains(&name.as_ref()) => {
+                value.get().to_owned()
             }
-            other => {
-                let expected = if STRINGS.contains(&name.as_str()) {
+            _ => {
+                let expected = if STRINGS.contains(&name.as_ref()) {
                     "a string"
                 } else {
                     "a string, number or boolean"
                 };
                 return Err(AttributeError::attribute(
                     &name,
-                    format!("must be {expected}, found {}", json_type(&other)),
+                    format!("must be {expected}, found {found}"),
                 ));
             }
         };
-        attributes.insert(name, text);
+        attributes.insert(name.into_owned(), text);
     }
     Ok(attributes)
 }
@@ -292,20 +314,9 @@ fn topic(attribute: Option<String>, destination: Destination<'_>) -> Result<Topi
     Ok(topic)
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -347,11 +358,19 @@ mod tests {
         let events = parse_batch(batch.as_bytes(), Destination::Path(&path()), 8).unwrap();
         assert_eq!(events[0].data, event.data);
         assert_eq!(events[1].data, b"0.30000000000000000001");
-        // Two `data` members: the last one, re-encoded, as a JSON object keeps it.
-        let twice = br#"{"specversion": "1.0", "id": "e-3", "source": "/s", "type": "t",
-            "data": 1, "data": {"b": 2, "a": 1}}"#;
-        let event = parse_event(twice, Destination::Path(&path())).unwrap();
-        assert_eq!(event.data, br#"{"a":1,"b":2}"#);
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused() {
+        for body in [
+            r#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "data": 1, "data": {"b": 2}}"#,
+            r#"{"specversion": "1.0", "id": null, "source": "/s", "type": "t", "id": "e-2"}"#,
+            r#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "data": 1, "da\u0074a": 2}"#,
+        ] {
+            let err = parse_event(body.as_bytes(), Destination::Path(&path())).unwrap_err();
+            assert_eq!(err.kind, "malformed-event", "{body}: {err:?}");
+            assert!(err.detail.starts_with("the event has two `"), "{err:?}");
+        }
     }
 
     #[test]
@@ -407,6 +426,15 @@ mod tests {
         assert_eq!(event.extensions["priority"], "3");
         assert_eq!(event.extensions["urgent"], "true");
         assert_eq!(event.key.as_deref(), Some("c-7"));
+    }
+
+    #[test]
+    fn number_extensions_keep_their_digits() {
+        let body = br#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t",
+            "weight": 1.50, "big": 12345678901234567890123}"#;
+        let event = parse_event(body, Destination::Path(&path())).unwrap();
+        assert_eq!(event.extensions["weight"], "1.50");
+        assert_eq!(event.extensions["big"], "12345678901234567890123");
     }
 
     #[test]
@@ -476,6 +504,15 @@ mod tests {
         let parse = |body: &[u8], max| parse_batch(body, Destination::Path(&path()), max);
         assert_eq!(parse(b"[]", 10).unwrap_err().kind, "empty-batch");
         assert_eq!(parse(b"{}", 10).unwrap_err().kind, "malformed-batch");
+        let err = parse(br#"{"a": [1, {}]}"#, 10).unwrap_err();
+        assert!(err.detail.ends_with("found an object"), "{err:?}");
+        let err = parse(br#"[[1, {"id": 2}], "x"]"#, 10).unwrap_err();
+        assert_eq!(err.kind, "malformed-event");
+        assert!(
+            err.detail
+                .starts_with("event 0 of the batch: a CloudEvent is a JSON object, found an array"),
+            "{err:?}"
+        );
         assert_eq!(parse(b"[1,", 10).unwrap_err().kind, "malformed-json");
         let three = serde_json::to_vec(&json!([minimal(), minimal(), minimal()])).unwrap();
         assert_eq!(
