@@ -116,33 +116,47 @@ impl Serialize for Member<'_> {
     }
 }
 
-/// `raw` without whitespace between its tokens; borrowed when it has none.
+/// `raw` without whitespace between its tokens; borrowed when it has none (whitespace
+/// inside strings is kept, and needs no copy).
 fn compact(raw: &RawValue) -> Cow<'_, RawValue> {
-    let text = raw.get();
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    if !text.bytes().any(is_space) {
-        return Cow::Borrowed(raw);
-    }
-    let mut out = String::with_capacity(text.len());
+    let text = raw.get().as_bytes();
+    // Bytes, not chars: every byte that JSON's grammar looks at is ASCII, and no byte of
+    // a multi-byte UTF-8 sequence is.
+    let mut copy: Option<Vec<u8>> = None;
     let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            out.push(c);
+    for (at, &byte) in text.iter().enumerate() {
+        let keep = if in_string {
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if byte == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if byte == b'"' {
                 in_string = false;
             }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !(c.is_ascii() && is_space(c as u8)) {
-            out.push(c);
+            true
+        } else {
+            in_string = byte == b'"';
+            !matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+        };
+        match (&mut copy, keep) {
+            (Some(copy), true) => copy.push(byte),
+            (None, false) => {
+                let mut started = Vec::with_capacity(text.len());
+                started.extend_from_slice(&text[..at]);
+                copy = Some(started);
+            }
+            _ => {}
         }
     }
-    Cow::Owned(RawValue::from_string(out).expect("valid JSON stays valid without whitespace"))
+    match copy {
+        None => Cow::Borrowed(raw),
+        Some(copy) => {
+            let copy = String::from_utf8(copy).expect("removing ASCII whitespace keeps UTF-8");
+            Cow::Owned(
+                RawValue::from_string(copy).expect("valid JSON stays valid without whitespace"),
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -170,9 +184,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\n'), "one line: {text}");
-        // Already compact data is borrowed as it is.
+        // Already compact data is borrowed as it is, whitespace in its strings too.
         let compact = recorded(Some("application/json"), br#"{"z":1e400}"#);
         assert!(out(&compact).contains(r#""data":{"z":1e400}"#));
+        let spaced: &RawValue =
+            serde_json::from_str(r#"{"a":"two  words\" \t","\u00e9 \\":[" "]}"#).unwrap();
+        assert!(matches!(super::compact(spaced), Cow::Borrowed(_)));
+        let pretty: &RawValue = serde_json::from_str("[ \"caf\u{e9} \" ,\t{ } ]").unwrap();
+        assert_eq!(super::compact(pretty).get(), "[\"caf\u{e9} \",{}]");
     }
 
     #[test]
