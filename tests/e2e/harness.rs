@@ -141,6 +141,17 @@ impl Server {
     /// Starts `choreo serve` on `dirs` with `extra` flags and `env` variables, and waits
     /// until it is ready. It listens on a free port unless `extra` has a `--listen`.
     pub async fn start_with(dirs: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_through(&[], dirs, extra, env).await
+    }
+
+    /// Like [`Server::start_with`], run through `wrapper` (a command that ends by running
+    /// its arguments, such as `nsenter … --`) when it is not empty.
+    pub async fn start_through(
+        wrapper: &[&str],
+        dirs: &Dirs,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut args = vec!["serve".to_owned()];
         if !extra.contains(&"--listen") {
             args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
@@ -152,8 +163,23 @@ impl Server {
             dirs.deploy().display().to_string(),
         ]);
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        let command = format!("CHOREO_LOG=info {CHOREO} {}", args.join(" "));
-        let mut child = Command::new(CHOREO)
+        let command = format!(
+            "CHOREO_LOG=info {}{CHOREO} {}",
+            wrapper
+                .iter()
+                .map(|word| format!("{word} "))
+                .collect::<String>(),
+            args.join(" ")
+        );
+        let mut child = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(CHOREO);
+                command
+            }
+            None => Command::new(CHOREO),
+        };
+        let mut child = child
             .args(&args)
             .env("CHOREO_LOG", "info")
             .env("NO_COLOR", "1")

@@ -26,6 +26,8 @@
 //! - `scaffold`: `choreo new` in each language, `choreo build`, `choreo deploy`, and what
 //!   they refuse.
 //! - `bench`: `choreo bench` runs every phase against its own server and reports them.
+//! - `storage`: a full disk stops writes with the cause named and the node reported down,
+//!   loses nothing answered 202, and a restart on a freed disk resumes.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline
 //! ([`harness::eventually`]), and the deadlines are generous because CI runs a debug build
@@ -51,4 +53,5 @@ mod polyglot;
 mod request_reply;
 mod retail;
 mod scaffold;
+mod storage;
 mod tools;

@@ -164,4 +164,10 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
 
     /// The durability this broker gives its acknowledgements.
     fn durability(&self) -> Durability;
+
+    /// Why the broker stopped accepting writes, if a storage failure stopped it: the
+    /// failure and its causes, as [`crate::Error::Failed`] reports them. Everything
+    /// acknowledged before it is on disk; only reopening the store (restarting choreo
+    /// once the storage is fixed) resumes writes.
+    fn failure(&self) -> Option<String>;
 }

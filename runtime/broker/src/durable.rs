@@ -28,6 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::changes::Changes;
+use crate::error::with_causes;
 use crate::overlay::{Layer, Overlay};
 use crate::records::APPLIED_KEY;
 use crate::store::Syncer;
@@ -185,8 +186,8 @@ impl Durable {
             return Err(reason);
         }
         step(&mut self.wal).map_err(|e| {
-            tracing::error!(error = %e, "broker.commit failed; the broker stops accepting writes");
-            let reason = e.to_string();
+            let reason = with_causes(&e);
+            tracing::error!(error = %reason, "broker.commit failed; the broker stops accepting writes");
             self.shared.fail(reason.clone());
             reason
         })
@@ -226,8 +227,9 @@ impl Checkpoints {
                 match done {
                     Ok(()) => overlay.release(&layer),
                     Err(e) => {
-                        tracing::error!(error = %e, "broker.checkpoint failed; the broker stops accepting writes");
-                        shared.fail(e.to_string());
+                        let reason = with_causes(&e);
+                        tracing::error!(error = %reason, "broker.checkpoint failed; the broker stops accepting writes");
+                        shared.fail(reason);
                     }
                 }
             }

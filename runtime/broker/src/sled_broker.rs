@@ -398,4 +398,8 @@ impl Broker for SledBroker {
     fn durability(&self) -> Durability {
         self.config.durability
     }
+
+    fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
 }

@@ -31,6 +31,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::config::MAX_GROUP_REQUESTS;
 use crate::dedup::DedupWindow;
 use crate::durable::Applied;
+use crate::error::with_causes;
 use crate::ids::IdIndex;
 use crate::records::APPLIED_KEY;
 use crate::registry::{Registry, lock};
@@ -364,8 +365,8 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "broker.commit failed; the broker stops accepting writes");
-                let reason = e.to_string();
+                let reason = with_causes(&e);
+                tracing::error!(error = %reason, "broker.commit failed; the broker stops accepting writes");
                 self.shared.fail(reason.clone());
                 for answer in answers {
                     answer(Some(&reason));

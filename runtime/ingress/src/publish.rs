@@ -372,11 +372,27 @@ pub(crate) fn broker_problem(err: choreo_broker::Error) -> Reply {
         E::InvalidEvent { .. } | E::EmptyBatch | E::BatchTooLarge { .. } => {
             Problem::bad_request("invalid-event", err.to_string()).into_response()
         }
+        // Logged once, with its cause, when the broker stopped; not again per request.
+        E::Failed { reason } => storage_failed(&reason).into_response(),
         other => {
             tracing::error!(error = %other, "the broker failed a publish");
             Problem::internal(format!("storing the event failed: {other}")).into_response()
         }
     }
+}
+
+/// What every write answers once a storage failure has stopped the broker, and what
+/// `/healthz` and `/readyz` answer then: the node cannot take writes until it restarts.
+pub(crate) fn storage_failed(reason: &str) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage-failed",
+        format!(
+            "choreo stopped writing after a storage failure: {reason}. Every event already \
+             answered 202 is on disk; restart choreo once the storage is fixed (a full disk \
+             freed, a failed one replaced)"
+        ),
+    )
 }
 
 /// A refused CloudEvent as problem+json.

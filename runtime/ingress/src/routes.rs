@@ -48,9 +48,18 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         return response;
     }
     let reply = match segments.as_slice() {
-        ["healthz"] => only(&method, &path, Method::GET, || text(StatusCode::OK, "ok")),
+        // A broker stopped by a storage failure takes no writes until choreo restarts:
+        // the node is not live, so an orchestrator restarts it.
+        ["healthz"] => only(&method, &path, Method::GET, || {
+            match state.broker.failure() {
+                Some(reason) => publish::storage_failed(&reason).into_response(),
+                None => text(StatusCode::OK, "ok"),
+            }
+        }),
         ["readyz"] => only(&method, &path, Method::GET, || {
-            if state.ready.load(Ordering::Acquire) {
+            if let Some(reason) = state.broker.failure() {
+                publish::storage_failed(&reason).into_response()
+            } else if state.ready.load(Ordering::Acquire) {
                 text(StatusCode::OK, "ready")
             } else {
                 Problem::new(
