@@ -30,8 +30,12 @@ pub(crate) const LEASE_WAIT: Duration = Duration::from_millis(250);
 /// A lease that runs out is redelivered, so it must outlast a call that hits its deadline.
 pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
-/// Pause after the broker fails a lease, so a broken store is not hammered.
+/// Pause after the broker fails a lease, so a broken store is not hammered; it doubles
+/// with each failure in a row, up to [`LEASE_ERROR_PAUSE_MAX`]. A lease fails only when
+/// the broker cannot go on (a storage failure stopped it, or it was closed), so the
+/// pauses bound how often each handler logs that, not how soon it recovers.
 const LEASE_ERROR_PAUSE: Duration = Duration::from_millis(500);
+const LEASE_ERROR_PAUSE_MAX: Duration = Duration::from_secs(30);
 
 /// Shared between a worker and the dispatcher that owns it.
 #[derive(Debug)]
@@ -57,6 +61,7 @@ pub(crate) async fn run(
         StateView::Latest,
     ));
     let (finished, committer) = commit::start(broker.clone(), shared.counters.clone());
+    let mut lease_error_pause = LEASE_ERROR_PAUSE;
     loop {
         // Reap finished deliveries so the set does not grow.
         while in_flight.try_join_next().is_some() {}
@@ -85,10 +90,25 @@ pub(crate) async fn run(
             _ = stop.changed() => break,
         };
         let deliveries = match leased {
-            Ok(deliveries) => deliveries,
+            Ok(deliveries) => {
+                lease_error_pause = LEASE_ERROR_PAUSE;
+                deliveries
+            }
             Err(err) => {
-                tracing::error!(handler = %shared.name, error = %err, "leasing deliveries failed");
-                tokio::time::sleep(LEASE_ERROR_PAUSE).await;
+                tracing::error!(
+                    handler = %shared.name,
+                    error = %err,
+                    retry_in = ?lease_error_pause,
+                    "leasing deliveries failed"
+                );
+                // Slots taken for the lease go back before the pause, so that a stop is
+                // seen at once.
+                drop(permits);
+                tokio::select! {
+                    () = tokio::time::sleep(lease_error_pause) => {}
+                    _ = stop.changed() => break,
+                }
+                lease_error_pause = (lease_error_pause * 2).min(LEASE_ERROR_PAUSE_MAX);
                 continue;
             }
         };
