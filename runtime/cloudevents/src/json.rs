@@ -195,6 +195,14 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_data_goes_out_without_recursing() {
+        let data = format!("{} {}", "[".repeat(100_000), "]".repeat(100_000));
+        let text = out(&recorded(Some("application/json"), data.as_bytes()));
+        let compact = data.replace(' ', "");
+        assert!(text.contains(&format!(r#""data":{compact}"#)));
+    }
+
+    #[test]
     fn the_envelope_is_sorted_and_other_data_is_text_or_base64() {
         let text = out(&recorded(Some("text/plain"), b"hello"));
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();

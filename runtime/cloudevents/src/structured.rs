@@ -361,6 +361,21 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_data_is_stored_without_recursing() {
+        // As binary mode stores any body: the data is skipped over, not built, so its
+        // depth costs no stack.
+        let data = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let body = format!(
+            r#"{{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "data": {data}}}"#
+        );
+        let event = parse_event(body.as_bytes(), Destination::Path(&path())).unwrap();
+        assert_eq!(event.data, data.as_bytes());
+        let batch = format!("[{body}]");
+        let events = parse_batch(batch.as_bytes(), Destination::Path(&path()), 8).unwrap();
+        assert_eq!(events[0].data, data.as_bytes());
+    }
+
+    #[test]
     fn a_member_named_twice_is_refused() {
         for body in [
             r#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "data": 1, "data": {"b": 2}}"#,
