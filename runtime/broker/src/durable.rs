@@ -28,7 +28,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::changes::Changes;
-use crate::error::with_causes;
 use crate::overlay::{Layer, Overlay};
 use crate::records::APPLIED_KEY;
 use crate::store::Syncer;
@@ -186,7 +185,7 @@ impl Durable {
             return Err(reason);
         }
         step(&mut self.wal).map_err(|e| {
-            let reason = with_causes(&e);
+            let reason = choreo_core::with_causes(&e);
             tracing::error!(error = %reason, "broker.commit failed; the broker stops accepting writes");
             self.shared.fail(reason.clone());
             reason
@@ -227,7 +226,7 @@ impl Checkpoints {
                 match done {
                     Ok(()) => overlay.release(&layer),
                     Err(e) => {
-                        let reason = with_causes(&e);
+                        let reason = choreo_core::with_causes(&e);
                         tracing::error!(error = %reason, "broker.checkpoint failed; the broker stops accepting writes");
                         shared.fail(reason);
                     }

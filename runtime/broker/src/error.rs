@@ -164,19 +164,5 @@ impl Error {
     }
 }
 
-/// `err` and each of its causes, joined by `: ` ("storage failed while writing to the
-/// write-ahead log: No space left on device (os error 28)"), for messages that must
-/// name the cause on their own: the reason a failed broker gives, and its log line.
-pub(crate) fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
-
 /// Results of broker operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -31,7 +31,6 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::config::MAX_GROUP_REQUESTS;
 use crate::dedup::DedupWindow;
 use crate::durable::Applied;
-use crate::error::with_causes;
 use crate::ids::IdIndex;
 use crate::records::APPLIED_KEY;
 use crate::registry::{Registry, lock};
@@ -365,7 +364,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                let reason = with_causes(&e);
+                let reason = choreo_core::with_causes(&e);
                 tracing::error!(error = %reason, "broker.commit failed; the broker stops accepting writes");
                 self.shared.fail(reason.clone());
                 for answer in answers {

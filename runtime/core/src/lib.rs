@@ -12,12 +12,14 @@
 //! - `name`: [`HandlerName`], the identity of a handler.
 //! - `id`: [`EventId`], generated ULIDs or publisher-supplied ids.
 //! - `event`: [`Event`] and [`RecordedEvent`], CloudEvents attributes plus links.
+//! - `report`: [`with_causes`], an error and its causes as one line.
 
 mod event;
 mod id;
 mod index;
 mod name;
 mod pattern;
+mod report;
 mod topic;
 
 pub use event::{
@@ -29,4 +31,5 @@ pub use index::PatternIndex;
 pub use jiff::Timestamp;
 pub use name::{HandlerName, MAX_HANDLER_NAME_BYTES, NameError};
 pub use pattern::{Pattern, PatternToken};
+pub use report::with_causes;
 pub use topic::{MAX_TOPIC_BYTES, MAX_TOPIC_TOKENS, Topic, TopicError};

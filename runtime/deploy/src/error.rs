@@ -4,7 +4,6 @@
 //! Every variant names the file involved, because each one ends up in front of a person
 //! as a [`crate::Problem`] (log, API, portal) or as the error of `choreo deploy`.
 
-use std::error::Error as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -101,14 +100,7 @@ impl Error {
 
     /// The message with its causes, for a [`crate::Problem`] and for logs.
     pub(crate) fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = self.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        choreo_core::with_causes(self)
     }
 }
 
