@@ -163,7 +163,7 @@ fn from_item(item: Item<'_>, destination: Destination<'_>) -> Result<Event, Refu
         }
         (None, None) => Vec::new(),
         (None, Some(encoded)) => {
-            let Some(encoded) = string(encoded) else {
+            let Some(encoded) = string(encoded, "data_base64")? else {
                 return Err(Refusal::bad(
                     "invalid-data",
                     format!(
@@ -184,7 +184,7 @@ fn from_item(item: Item<'_>, destination: Destination<'_>) -> Result<Event, Refu
         (Some(data), None) if attributes::is_json_media_type(content_type) => {
             data.get().as_bytes().to_vec()
         }
-        (Some(data), None) => match string(data) {
+        (Some(data), None) => match string(data, "data")? {
             Some(text) => text.into_bytes(),
             None => {
                 return Err(Refusal::bad(
@@ -228,13 +228,27 @@ fn is_null(value: &RawValue) -> bool {
     JsonType::of(value) == JsonType::Null
 }
 
-/// The text of a JSON string, or `None` for any other value.
-fn string(value: &RawValue) -> Option<String> {
+/// The text of member `name`'s value when it is a JSON string, `None` for any other value.
+fn string(value: &RawValue, name: &str) -> Result<Option<String>, Refusal> {
     if JsonType::of(value) == JsonType::String {
-        serde_json::from_str(value.get()).ok()
+        text(value, name).map(Some)
     } else {
-        None
+        Ok(None)
     }
+}
+
+/// The text of the JSON string `value` of member `name`. An escape that is no character
+/// (a lone surrogate, `"\ud800"`) is refused here: the body's one read checks only the
+/// escapes' syntax.
+fn text(value: &RawValue, name: &str) -> Result<String, Refusal> {
+    serde_json::from_str(value.get()).map_err(|err| {
+        let kind = if matches!(name, "data" | "data_base64") {
+            "invalid-data"
+        } else {
+            "invalid-attribute"
+        };
+        Refusal::bad(kind, format!("`{name}` is not valid text: {err}"))
+    })
 }
 
 /// The members of an event object other than its data, as attribute text. The core
@@ -242,7 +256,7 @@ fn string(value: &RawValue) -> Option<String> {
 /// `Integer` and `Boolean`), kept as their JSON text. `null` means absent.
 fn attributes(
     members: BTreeMap<Cow<'_, str>, &RawValue>,
-) -> Result<BTreeMap<String, String>, AttributeError> {
+) -> Result<BTreeMap<String, String>, Refusal> {
     const STRINGS: &[&str] = &[
         "specversion",
         "id",
@@ -259,7 +273,7 @@ fn attributes(
         let found = JsonType::of(value);
         let text = match found {
             JsonType::Null => continue,
-            JsonType::String => string(value).expect("a JSON string reads as a string"),
+            JsonType::String => text(value, &name)?,
             JsonType::Number | JsonType::Boolean if !STRINGS.contains(&name.as_ref()) => {
                 value.get().to_owned()
             }
@@ -272,7 +286,8 @@ fn attributes(
                 return Err(AttributeError::attribute(
                     &name,
                     format!("must be {expected}, found {found}"),
-                ));
+                )
+                .into());
             }
         };
         attributes.insert(name.into_owned(), text);
@@ -373,6 +388,36 @@ mod tests {
         let batch = format!("[{body}]");
         let events = parse_batch(batch.as_bytes(), Destination::Path(&path()), 8).unwrap();
         assert_eq!(events[0].data, data.as_bytes());
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_refused() {
+        for (body, kind) in [
+            (
+                r#"{"specversion": "1.0", "id": "\ud800", "source": "/s", "type": "t"}"#,
+                "invalid-attribute",
+            ),
+            (
+                r#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "x\udfff": "1"}"#,
+                "malformed-json",
+            ),
+            (
+                r#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "datacontenttype": "text/plain", "data": "\udc00"}"#,
+                "invalid-data",
+            ),
+            (
+                r#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "data_base64": "\ud800"}"#,
+                "invalid-data",
+            ),
+        ] {
+            let err = parse_event(body.as_bytes(), Destination::Path(&path())).unwrap_err();
+            assert_eq!(err.kind, kind, "{body}: {err:?}");
+        }
+        // In JSON data it is JSON text, kept as it came, as binary mode keeps any body.
+        let body =
+            r#"{"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t", "data": "\ud800"}"#;
+        let event = parse_event(body.as_bytes(), Destination::Path(&path())).unwrap();
+        assert_eq!(event.data, br#""\ud800""#);
     }
 
     #[test]
