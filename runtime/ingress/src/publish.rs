@@ -375,8 +375,9 @@ pub(crate) fn broker_problem(err: choreo_broker::Error) -> Reply {
         // Logged once, with its cause, when the broker stopped; not again per request.
         E::Failed { reason } => storage_failed(&reason).into_response(),
         other => {
-            tracing::error!(error = %other, "the broker failed a publish");
-            Problem::internal(format!("storing the event failed: {other}")).into_response()
+            let error = choreo_core::with_causes(&other);
+            tracing::error!(%error, "the broker failed a publish");
+            Problem::internal(format!("storing the event failed: {error}")).into_response()
         }
     }
 }
