@@ -1,7 +1,7 @@
 //! A disk that fills up under `choreo serve`: every write is then refused with an answer
 //! that names the cause, the health endpoints report the node down (so an orchestrator
-//! restarts it), nothing answered 202 is lost, and a restart on a freed disk takes
-//! writes again.
+//! restarts it) and `/metrics` says so, nothing answered 202 is lost, and a restart on a
+//! freed disk takes writes again.
 //!
 //! The data dir is a small tmpfs in a mount namespace of the test's own: `unshare`
 //! mounts it and keeps the namespace alive in a sleeping process, each server enters it
@@ -161,6 +161,7 @@ async fn a_full_disk_stops_writes_naming_the_cause_and_loses_nothing() {
             "{path}: {reply}"
         );
     }
+    assert_eq!(storage_failed_gauge(&server).await, "1");
 
     // It still stops when told to; then the disk gets room and choreo restarts on it.
     server.terminate(DEADLINE).await;
@@ -183,4 +184,17 @@ async fn a_full_disk_stops_writes_naming_the_cause_and_loses_nothing() {
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply}");
     let health = server.get("/healthz").await.unwrap();
     assert_eq!(health.status, StatusCode::OK, "{health}");
+    assert_eq!(storage_failed_gauge(&server).await, "0");
+}
+
+/// The value of `choreo_storage_failed` in `/metrics`, which keeps answering after a
+/// storage failure so that it can be alerted on.
+async fn storage_failed_gauge(server: &Server) -> String {
+    let reply = server.get("/metrics").await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{reply}");
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("choreo_storage_failed "))
+        .unwrap_or_else(|| panic!("no choreo_storage_failed in /metrics:\n{text}"))
+        .to_owned()
 }

@@ -52,6 +52,17 @@ pub(crate) async fn render(state: &AppState) -> Reply {
     );
     text.sample("choreo_log_head_seq", &[], head);
 
+    text.family(
+        "choreo_storage_failed",
+        "gauge",
+        "1 once a storage failure (a full disk, an I/O error) has stopped writes, until choreo restarts; else 0.",
+    );
+    text.sample(
+        "choreo_storage_failed",
+        &[],
+        u8::from(state.broker.failure().is_some()),
+    );
+
     let counters: Vec<_> = stats
         .iter()
         .map(|stat| {

@@ -390,8 +390,9 @@ pub(crate) fn storage_failed(reason: &str) -> Problem {
         "storage-failed",
         format!(
             "choreo stopped writing after a storage failure: {reason}. Every event already \
-             answered 202 is on disk; restart choreo once the storage is fixed (a full disk \
-             freed, a failed one replaced)"
+             answered 202 is on disk; a write answered 503 may be too, so retry it with the \
+             same id (a duplicate is recognised). Restart choreo once the storage is fixed \
+             (a full disk freed, a failed one replaced)"
         ),
     )
 }
