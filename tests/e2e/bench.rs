@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::run_choreo;
+use crate::cli::run_choreo;
 
 /// A debug build on a loaded two-core machine: every phase, a few hundred events each.
 const BENCH_DEADLINE: Duration = Duration::from_secs(300);

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::choreography::{deploy_choreography, publish_orders, wait_and_verify};
-use crate::harness::{DEADLINE, Dirs, Server, eventually, run_choreo};
+use crate::cli::run_choreo;
+use crate::harness::{DEADLINE, Dirs, Server, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_output() {

@@ -4,6 +4,7 @@
 //!
 //! It holds the guarantees of issue 4 ("What must hold"), one module per area:
 //! - `harness`: temp dirs, starting and killing the server, the API client, `eventually`.
+//! - `cli`: running other `choreo` commands to completion, with a deadline.
 //! - `choreography`: three handlers reacting to each other's events, exactly once, in order.
 //! - `hot_deploy`: swapping, breaking, removing and re-adding a component while it serves.
 //! - `crash`: `kill -9` under load, then a restart on the same dirs.
@@ -39,6 +40,7 @@ mod auth;
 mod bad_requests;
 mod bench;
 mod choreography;
+mod cli;
 mod cloudevents;
 mod crash;
 mod harness;

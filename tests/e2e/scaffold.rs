@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{DEADLINE, DEPLOY_DEADLINE, Dirs, Run, Server, eventually, run_choreo};
+use crate::cli::{Run, run_choreo};
+use crate::harness::{DEADLINE, DEPLOY_DEADLINE, Dirs, Server, eventually};
 
 /// How long one `choreo build` may take: a cold Rust build compiles wit-bindgen and serde.
 const BUILD_DEADLINE: Duration = Duration::from_secs(900);
