@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -103,6 +104,34 @@ pub async fn publish_orders(
         accepted.extend(done.unwrap());
     }
     accepted
+}
+
+/// Publishes orders `0..total` as [`publish_orders`] does, but a failed publish (the
+/// server gone, or not answering) is retried with the same id until it is answered 202,
+/// as a client that must not lose an order would: the dedup window recognises a retry
+/// whose first attempt reached the log. Panics if an order is still unanswered at
+/// `deadline`.
+pub async fn publish_orders_retrying(api: &Api, tasks: u64, total: u64, deadline: Instant) {
+    /// The pause before retrying a failed publish.
+    const RETRY_PAUSE: Duration = Duration::from_millis(20);
+    let mut set = tokio::task::JoinSet::new();
+    for task in 0..tasks {
+        let api = api.clone();
+        set.spawn(async move {
+            for n in (0..total).filter(|n| (n % KEYS) % tasks == task) {
+                while let Err(error) = publish_order(&api, n).await {
+                    assert!(
+                        Instant::now() < deadline,
+                        "order {n} was still not accepted at the deadline: {error}"
+                    );
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
 }
 
 /// The order number in an event's data.

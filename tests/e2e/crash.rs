@@ -1,11 +1,15 @@
 //! `kill -9` of `choreo serve` while clients publish and handlers work, then a restart on
 //! the same data and deploy dirs: nothing acknowledged is lost, nothing emitted is doubled.
-//! And a second `choreo serve` on a data dir in use is refused, harming nothing.
+//! The same through several kills in a row, with publishers that retry what was not
+//! answered. And a second `choreo serve` on a data dir in use is refused, harming nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use crate::choreography::{deploy_choreography, publish_orders, wait_and_verify};
+use crate::choreography::{
+    deploy_choreography, publish_orders, publish_orders_retrying, wait_and_verify,
+};
 use crate::cli::run_choreo;
 use crate::harness::{DEADLINE, Dirs, Server, eventually};
 
@@ -80,6 +84,59 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_output(
         let handler = server.handler(name).await;
         assert_eq!(handler["dead_letters"], 0, "{handler}\n{context}");
     }
+}
+
+/// Each kill lands on a server that recovered from the one before, with publishers
+/// retrying every unanswered order under its own id, so recovery after recovery and
+/// deduplication across a crash are both exercised: every order ends up in the log once,
+/// and goes through the whole choreography once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_kill_9_with_publishers_retrying_loses_nothing_and_doubles_nothing() {
+    const ORDERS: u64 = 1_500;
+    /// The kills come once the log holds this many orders.
+    const KILL_AT: [usize; 4] = [150, 450, 750, 1_050];
+    let dirs = Dirs::create();
+    deploy_choreography(&dirs);
+    let mut server = Server::start(&dirs).await;
+    // Restarts listen where the publishers send.
+    let listen = server.addr.to_string();
+    let deadline = Instant::now() + DEADLINE;
+    let publishers = {
+        let api = server.api();
+        tokio::spawn(async move { publish_orders_retrying(&api, 4, ORDERS, deadline).await })
+    };
+    for (kill, at) in KILL_AT.into_iter().enumerate() {
+        eventually(
+            &format!("the log holds {at} orders before kill {}", kill + 1),
+            DEADLINE,
+            async || {
+                let logged = server.events("orders.created").await.len();
+                if logged >= at {
+                    Ok(())
+                } else {
+                    Err(format!("{logged} orders in the log"))
+                }
+            },
+        )
+        .await;
+        server.kill();
+        eprintln!(
+            "kill {}: at least {at} orders in the log; publishers {}",
+            kill + 1,
+            if publishers.is_finished() {
+                "done"
+            } else {
+                "still running"
+            }
+        );
+        server = Server::start_with(&dirs, &["--listen", &listen], &[]).await;
+    }
+    publishers.await.unwrap();
+    let processed = wait_and_verify(&server).await;
+    assert_eq!(
+        processed, ORDERS as usize,
+        "every order is in the log exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
