@@ -14,6 +14,8 @@
 //!   server error and nothing off the document.
 //! - `tools`: PyPI test tools (schemathesis) installed on first use.
 //! - `http`: HTTP/1.1 keep-alive and h2c on one port; the request-head bound.
+//! - `connections`: idle and slow clients closed after the idle timeout; newcomers
+//!   waiting at the connection limit.
 //! - `auth`: bearer tokens and scopes, and the refusal to serve an open API off loopback.
 //! - `cloudevents`: structured and batch mode, idempotent publishes, and malformed
 //!   CloudEvents refused (issue 5).
@@ -42,6 +44,7 @@ mod bench;
 mod choreography;
 mod cli;
 mod cloudevents;
+mod connections;
 mod crash;
 mod harness;
 mod hostile;

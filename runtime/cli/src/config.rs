@@ -73,6 +73,14 @@ pub(crate) struct ServeFlags {
     /// Most live streams (`GET /v1/stream`, `choreo tail`) open at once [default: 256]
     #[arg(long, env = "CHOREO_MAX_STREAM_CLIENTS")]
     pub(crate) max_stream_clients: Option<usize>,
+    /// Most HTTP connections open at once; more wait until one closes [default: 10000,
+    /// or less to stay within the open-files limit]
+    #[arg(long, env = "CHOREO_MAX_CONNECTIONS")]
+    pub(crate) max_connections: Option<usize>,
+    /// How long a client may keep the server waiting for a request head (an idle
+    /// connection included) or the next piece of a body, in milliseconds [default: 75000]
+    #[arg(long, env = "CHOREO_IDLE_TIMEOUT_MS")]
+    pub(crate) idle_timeout_ms: Option<u64>,
 }
 
 /// The config file: the same settings, all optional.
@@ -92,6 +100,8 @@ struct FileSettings {
     max_reply_waiters: Option<usize>,
     max_header_bytes: Option<usize>,
     max_reply_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    idle_timeout_ms: Option<u64>,
     #[serde(default)]
     tokens: Vec<FileToken>,
 }
@@ -165,6 +175,9 @@ pub(crate) struct ServeConfig {
     pub(crate) max_header_bytes: usize,
     pub(crate) max_reply_timeout: Duration,
     pub(crate) max_stream_clients: usize,
+    /// As set; `None` leaves it to `choreo serve`, which knows the open-files limit.
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) idle_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -238,6 +251,17 @@ impl ServeConfig {
                 choreo_ingress::MIN_MAX_HEADER_BYTES
             );
         }
+        let max_connections = flags.max_connections.or(file.max_connections);
+        if max_connections == Some(0) {
+            anyhow::bail!("max_connections must be at least 1");
+        }
+        let idle_timeout = flags
+            .idle_timeout_ms
+            .or(file.idle_timeout_ms)
+            .map_or(choreo_ingress::DEFAULT_IDLE_TIMEOUT, Duration::from_millis);
+        if idle_timeout.is_zero() {
+            anyhow::bail!("idle_timeout_ms must be at least 1");
+        }
         Ok(ServeConfig {
             tokens,
             listen,
@@ -271,6 +295,8 @@ impl ServeConfig {
                 .max_stream_clients
                 .or(file.max_stream_clients)
                 .unwrap_or(choreo_ingress::DEFAULT_MAX_STREAM_CLIENTS),
+            max_connections,
+            idle_timeout,
         })
     }
 }
@@ -383,5 +409,41 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("max_batch_events"), "{err:#}");
+    }
+
+    #[test]
+    fn connection_bounds_come_from_flags_or_file_and_refuse_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("choreo.toml");
+        std::fs::write(
+            &file,
+            "max_connections = 500
+idle_timeout_ms = 2000
+",
+        )
+        .unwrap();
+        let config = ServeConfig::resolve(ServeFlags {
+            config: Some(file.clone()),
+            idle_timeout_ms: Some(1500),
+            ..ServeFlags::default()
+        })
+        .unwrap();
+        assert_eq!(config.max_connections, Some(500));
+        assert_eq!(config.idle_timeout, Duration::from_millis(1500));
+        let defaults = ServeConfig::resolve(ServeFlags::default()).unwrap();
+        assert_eq!(defaults.max_connections, None);
+        assert_eq!(defaults.idle_timeout, choreo_ingress::DEFAULT_IDLE_TIMEOUT);
+        for (line, named) in [
+            ("max_connections = 0\n", "max_connections"),
+            ("idle_timeout_ms = 0\n", "idle_timeout_ms"),
+        ] {
+            std::fs::write(&file, line).unwrap();
+            let err = ServeConfig::resolve(ServeFlags {
+                config: Some(file.clone()),
+                ..ServeFlags::default()
+            })
+            .unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{err:#}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 mod client;
 mod commands;
 mod config;
+mod open_files;
 mod project;
 
 use std::process::ExitCode;

@@ -30,6 +30,8 @@ pub(crate) fn show(state: &AppState) -> Reply {
                 "max_reply_waiters": limits.max_reply_waiters,
                 "max_reply_timeout_ms": limits.max_reply_timeout.as_millis() as u64,
                 "max_stream_clients": limits.max_stream_clients,
+                "max_connections": limits.max_connections,
+                "idle_timeout_ms": limits.idle_timeout.as_millis() as u64,
             },
         }),
     )

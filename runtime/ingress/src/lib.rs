@@ -11,7 +11,9 @@
 //! and the topics catalog, fed by [`track_log`]). It never touches wasmtime types.
 //!
 //! Layout:
-//! - `server`: [`serve`] — HTTP/1.1 and h2c on one listener, graceful stop.
+//! - `server`: [`serve`] — HTTP/1.1 and h2c on one listener, the connection limit and
+//!   idle timeout, graceful stop.
+//! - `body`: reading a request body within the size limit and the idle timeout.
 //! - `routes`: the routing table, health and readiness.
 //! - `auth`: bearer tokens and their scopes.
 //! - `publish`: `POST /v1/topics/{topic}` and `POST /v1/events`.
@@ -34,6 +36,7 @@
 //! - `problem`: problem+json errors.
 
 mod auth;
+mod body;
 mod catalog;
 mod dlq;
 mod events;
@@ -83,6 +86,14 @@ pub const DEFAULT_MAX_BATCH_EVENTS: usize = choreo_broker::MAX_BATCH_EVENTS;
 /// task's worth of memory and a page of events; past the limit clients get 503.
 pub const DEFAULT_MAX_STREAM_CLIENTS: usize = 256;
 
+/// HTTP connections open at once by default. Each holds a file descriptor, so `choreo
+/// serve` also keeps this below its open-files limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long a connection may keep the server waiting by default. Longer than the 60 s
+/// idle timeout of common load balancers, so that they, not choreo, close an idle
+/// keep-alive connection: the other order can fail a request sent just as it closes.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(75);
+
 /// Limits of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressConfig {
@@ -103,6 +114,14 @@ pub struct IngressConfig {
     /// Most live streams open at once (answer 503 beyond). Default
     /// [`DEFAULT_MAX_STREAM_CLIENTS`].
     pub max_stream_clients: usize,
+    /// Most HTTP connections open at once; more wait in the listen backlog until one
+    /// closes. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// How long a client may keep the server waiting for what it must send: a request's
+    /// head, from the connection's opening or from the previous answer (so also how long
+    /// a connection may sit idle), and each next piece of a request's body. The
+    /// connection is closed past it. Default [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Largest request head accepted by default: far beyond any real client's, far below
@@ -122,6 +141,8 @@ impl Default for IngressConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_reply_timeout: MAX_REPLY_TIMEOUT,
             max_stream_clients: DEFAULT_MAX_STREAM_CLIENTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -146,6 +167,8 @@ pub struct AppState {
     pub streams: Streams,
     /// What the ingress counts; feed it with [`track_log`].
     pub telemetry: Arc<Telemetry>,
+    /// One permit per connection that may open ([`IngressConfig::max_connections`]).
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -160,6 +183,7 @@ impl AppState {
     ) -> Self {
         AppState {
             replies: ReplyHub::new(broker.clone(), config.max_reply_waiters),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
             broker,
             registry,
             dispatcher,

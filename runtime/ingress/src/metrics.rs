@@ -63,6 +63,27 @@ pub(crate) async fn render(state: &AppState) -> Reply {
         u8::from(state.broker.failure().is_some()),
     );
 
+    text.family(
+        "choreo_http_connections",
+        "gauge",
+        "HTTP connections open now; at max_connections, new ones wait until one closes.",
+    );
+    text.sample(
+        "choreo_http_connections",
+        &[],
+        state.config.max_connections - state.connections.available_permits(),
+    );
+    text.family(
+        "choreo_http_max_connections",
+        "gauge",
+        "The most HTTP connections open at once (max_connections).",
+    );
+    text.sample(
+        "choreo_http_max_connections",
+        &[],
+        state.config.max_connections,
+    );
+
     let counters: Vec<_> = stats
         .iter()
         .map(|stat| {

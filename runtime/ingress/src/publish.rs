@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 
@@ -23,6 +22,7 @@ use choreo_host::HANDLER_SOURCE_PREFIX;
 
 use crate::AppState;
 use crate::auth::{Caller, Need};
+use crate::body::read_whole;
 use crate::problem::Problem;
 use crate::reply::{self, DEFAULT_REPLY_TIMEOUT};
 use crate::routes::{Reply, json, query_params};
@@ -332,27 +332,13 @@ fn unsupported_problem(detail: impl Into<String>) -> Problem {
     )
 }
 
-/// Reads the whole body, up to [`crate::IngressConfig::max_body_bytes`].
+/// Reads the whole body, up to [`crate::IngressConfig::max_body_bytes`], each piece
+/// within [`crate::IngressConfig::idle_timeout`].
 async fn read_body(state: &AppState, body: Incoming) -> Result<Bytes, Problem> {
-    let max = state.config.max_body_bytes;
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err)
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!("the body is larger than the limit of {max} bytes (max_body_bytes)"),
-            ))
-        }
-        Err(err) => Err(Problem::bad_request(
-            "bad-body",
-            format!("reading the body failed: {err}"),
-        )),
-    }
+    let config = &state.config;
+    read_whole(body, config.max_body_bytes, config.idle_timeout)
+        .await
+        .map_err(Problem::from)
 }
 
 /// Maps a broker error to the status a client can act on.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use choreo_broker::StateView;
@@ -14,6 +14,7 @@ use choreo_dispatch::BrokerState;
 use choreo_host::{Failure, QueryRequest};
 
 use crate::AppState;
+use crate::body::read_whole;
 use crate::problem::Problem;
 use crate::routes::Reply;
 
@@ -38,17 +39,10 @@ pub(crate) async fn query(
         .into_response();
     };
     let (parts, body) = request.into_parts();
-    let max = state.config.max_body_bytes;
-    let body = match Limited::new(body, max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!("the body is larger than {max} bytes"),
-            )
-            .into_response();
-        }
+    let config = &state.config;
+    let body = match read_whole(body, config.max_body_bytes, config.idle_timeout).await {
+        Ok(body) => body,
+        Err(err) => return Problem::from(err).into_response(),
     };
     let headers = parts
         .headers

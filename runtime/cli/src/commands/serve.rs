@@ -20,6 +20,7 @@ use choreo_ingress::{AppState, Auth, IngressConfig, Telemetry};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{LogFormat, ServeConfig, ServeFlags};
+use crate::open_files;
 
 /// Arguments of `choreo serve`.
 #[derive(Debug, clap::Args)]
@@ -52,6 +53,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     .context("cannot set up the deploy folder")?;
     let dispatcher = Arc::new(Dispatcher::new(broker.clone()));
 
+    let open_files = open_files::raise_limit();
+    let max_connections = open_files::max_connections(
+        config.max_connections,
+        choreo_ingress::DEFAULT_MAX_CONNECTIONS,
+        open_files,
+    )?;
+    if config.max_connections.is_none() && max_connections < choreo_ingress::DEFAULT_MAX_CONNECTIONS
+    {
+        tracing::warn!(
+            open_files,
+            max_connections,
+            "the open-files limit leaves room for fewer HTTP connections than the default; \
+             raise it (ulimit -n, or LimitNOFILE= under systemd) to serve more at once"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -70,6 +86,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             max_header_bytes: config.max_header_bytes,
             max_reply_timeout: config.max_reply_timeout,
             max_stream_clients: config.max_stream_clients,
+            max_connections,
+            idle_timeout: config.idle_timeout,
         },
         Auth::new(config.tokens.clone())
             .map_err(|e| anyhow::anyhow!("invalid tokens in the config file: {e}"))?,
