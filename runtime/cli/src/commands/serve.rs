@@ -32,6 +32,25 @@ pub(crate) struct Args {
 /// Changes from the deploy watcher waiting to be applied.
 const CHANGE_QUEUE: usize = 64;
 
+/// Connections the kernel holds for the API before they are accepted (capped by
+/// `net.core.somaxconn`): room for a burst of clients reconnecting at once, and for
+/// newcomers while the connection limit is reached. The usual 128 drops the rest of a
+/// burst's SYNs, which their clients resend only after a second.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds the API's listener, with [`LISTEN_BACKLOG`].
+fn bind(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restart can listen again at once, with the last run's connections in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let config = ServeConfig::resolve(args.flags)?;
     init_tracing(&config)?;
@@ -68,9 +87,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
              raise it (ulimit -n, or LimitNOFILE= under systemd) to serve more at once"
         );
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
