@@ -262,7 +262,14 @@ fn recover(store: &Store) -> Result<Recovered> {
             .get_mut(&handler)
             .expect("only known handlers' entries are recovered")
             .queue;
-        for (seq, record) in entries {
+        for (seq, mut record) in entries {
+            // Leases belong to the process that took them, and one process at a time
+            // holds the store: a lease found here was taken by one that has stopped, and
+            // its token cannot be committed (lease ids start afresh). Its delivery is
+            // leasable at once, rather than after the lease would have run out (the
+            // handler's deadline and a margin, plus any step back of the wall clock
+            // between the two runs); the attempt it started still counts.
+            record.lease = None;
             queue.insert(seq, record, None);
         }
     }
