@@ -1,15 +1,17 @@
 //! Hot deploy: one handler, `tagger`, in two versions (`tagger-v1` publishes on
 //! `tags.out.v1`, `tagger-v2` on `tags.out.v2`; both count in state how often each input was
 //! handled), deployed as `tagger.wasm` and swapped, broken, removed and re-added while it
-//! serves. Inputs are JSON numbers on `tags.in`, published without a key, so the handler
+//! serves, and, once removed, deleted for good. Inputs are JSON numbers on `tags.in`, published without a key, so the handler
 //! (concurrency 1) handles them in publish order.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use http::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::cli::run_choreo;
 use crate::harness::{Api, DEADLINE, Dirs, Server, eventually};
 
 const FILE: &str = "tagger.wasm";
@@ -347,4 +349,85 @@ async fn removing_a_component_stops_delivery_and_re_adding_it_delivers_the_kept_
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_handler_can_be_deleted_for_good_and_a_redeploy_starts_afresh() {
+    let dirs = Dirs::create();
+    dirs.deploy_component("tagger", choreo_test_guests::TAGGER_V1, None);
+    let server = Server::start(&dirs).await;
+    wait_for_tagger(&server, "1.0.0", "running").await;
+    for n in 0..3 {
+        publish_tag(&server, n).await.unwrap();
+    }
+    wait_for_outputs(&server, 3).await;
+    let delete = |name: &str| {
+        let (api, path) = (server.api(), format!("/v1/handlers/{name}"));
+        async move { api.request(Method::DELETE, &path, &[], "").await.unwrap() }
+    };
+    let refused = delete("tagger").await;
+    assert!(
+        refused.is_problem(StatusCode::CONFLICT, "tagger.wasm"),
+        "a deployed handler is not deleted: {refused}"
+    );
+
+    dirs.remove(FILE);
+    eventually("tagger is stopped", DEADLINE, async || {
+        let tagger = server.handler("tagger").await;
+        if tagger["status"] == "stopped" {
+            Ok(())
+        } else {
+            Err(tagger.to_string())
+        }
+    })
+    .await;
+    for n in 3..7 {
+        publish_tag(&server, n).await.unwrap();
+    }
+    eventually("the kept queue holds 4", DEADLINE, async || {
+        let tagger = server.handler("tagger").await;
+        if tagger["queue_depth"] == 4 {
+            Ok(())
+        } else {
+            Err(tagger.to_string())
+        }
+    })
+    .await;
+
+    let url = format!("http://{}", server.addr);
+    let root = dirs.root().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        run_choreo(
+            &root,
+            &["handlers", "delete", "tagger", "--url", &url],
+            &[],
+            DEADLINE,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(run.ok && run.stdout.contains("4 queued events"), "{run}");
+    let listing = server.handlers().await;
+    assert!(
+        listing["handlers"]
+            .as_array()
+            .is_some_and(|handlers| handlers.iter().all(|h| h["name"] != "tagger")),
+        "{listing}"
+    );
+    let again = delete("tagger").await;
+    assert!(again.is_problem(StatusCode::NOT_FOUND, "tagger"), "{again}");
+    let invalid = delete("Not_A_Name").await;
+    assert_eq!(invalid.status, StatusCode::BAD_REQUEST, "{invalid}");
+
+    // Redeployed, it starts from the next event with no state: what was queued and
+    // counted before the delete is gone.
+    dirs.deploy_component("tagger", choreo_test_guests::TAGGER_V1, None);
+    wait_for_tagger(&server, "1.0.0", "running").await;
+    publish_tag(&server, 100).await.unwrap();
+    let outputs = wait_for_outputs(&server, 4).await;
+    assert_eq!(
+        outputs.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [0, 1, 2, 100]
+    );
+    assert_eq!(handled(&server).await, BTreeMap::from([(100, 1)]));
 }

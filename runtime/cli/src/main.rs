@@ -49,7 +49,7 @@ enum Command {
     Serve(commands::serve::Args),
     /// Publish one event over HTTP.
     Publish(commands::publish::Args),
-    /// List the handlers of a running choreo.
+    /// List the handlers of a running choreo, or delete one whose component was removed.
     Handlers(commands::handlers::Args),
     /// Show an event and everything its handling caused, as a tree.
     Trace(commands::trace::Args),

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use choreo_broker::{Broker, RetryPolicy, StartPosition, Subscription};
+use choreo_broker::{Broker, HandlerStats, RetryPolicy, StartPosition, Subscription};
 use choreo_core::HandlerName;
 use choreo_host::LoadedHandler;
 use tokio::sync::{Mutex, watch};
@@ -51,6 +51,20 @@ pub enum Error {
         #[source]
         source: choreo_broker::Error,
     },
+}
+
+/// Why [`Dispatcher::delete`] deleted nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// The handler is being delivered to: its component must be removed first.
+    #[error("handler `{handler}` is being delivered to")]
+    Running {
+        /// The handler.
+        handler: HandlerName,
+    },
+    /// The broker failed.
+    #[error("the broker failed")]
+    Broker(#[source] choreo_broker::Error),
 }
 
 /// How a handler is to be dispatched: from its manifest.
@@ -156,6 +170,9 @@ impl Dispatcher {
                 source,
             }
         };
+        // Taken before subscribing, so that a delete ([`Dispatcher::delete`]) never
+        // removes a subscription made between its check and its removal.
+        let mut workers = self.workers.lock().await;
         self.broker
             .subscribe(subscription)
             .await
@@ -165,7 +182,6 @@ impl Dispatcher {
             .await
             .map_err(broker_error("resume delivery"))?;
 
-        let mut workers = self.workers.lock().await;
         if let Some(worker) = workers.get(&name)
             && worker.concurrency == plan.concurrency
             && !worker.task.is_finished()
@@ -224,6 +240,34 @@ impl Dispatcher {
             let _ = worker.task.await;
         }
         Ok(())
+    }
+
+    /// Deletes everything the broker keeps for `name` (subscription, queue,
+    /// dead-letters, state) and its counters, if it is not being delivered to: a handler
+    /// is retired for good once its component is gone. Returns its figures just before,
+    /// or `None` for a handler the broker does not know.
+    pub async fn delete(&self, name: &HandlerName) -> Result<Option<HandlerStats>, DeleteError> {
+        let workers = self.workers.lock().await;
+        if workers.contains_key(name) {
+            return Err(DeleteError::Running {
+                handler: name.clone(),
+            });
+        }
+        let stats = match self.broker.stats(name).await {
+            Ok(stats) => stats,
+            Err(choreo_broker::Error::UnknownHandler { .. }) => return Ok(None),
+            Err(source) => return Err(DeleteError::Broker(source)),
+        };
+        self.broker
+            .remove(name)
+            .await
+            .map_err(DeleteError::Broker)?;
+        self.counters
+            .write()
+            .expect("counters lock is never poisoned")
+            .remove(name);
+        drop(workers);
+        Ok(Some(stats))
     }
 
     /// The names of the handlers being delivered to.

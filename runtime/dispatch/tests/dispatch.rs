@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use choreo_broker::{Broker, Config, EventQuery, RetryPolicy, SledBroker, StateView};
 use choreo_core::{Event, HandlerName, Pattern, RecordedEvent, Topic};
-use choreo_dispatch::{DispatchPlan, Dispatcher};
+use choreo_dispatch::{DeleteError, DispatchPlan, Dispatcher};
 use choreo_host::{HandlerSettings, Host, Limits, LoadedHandler};
 
 struct Rig {
@@ -252,6 +252,55 @@ async fn undeploy_keeps_the_queue_and_a_redeploy_resumes_it() {
         (rig.events("bench.out.echo").await.len() == 4).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_is_deleted_only_once_undeployed_and_then_forgets_everything() {
+    let rig = rig();
+    let echo = rig.load(choreo_test_guests::ECHO, Limits::default()).await;
+    rig.dispatcher
+        .deploy(echo.clone(), DispatchPlan::default())
+        .await
+        .unwrap();
+    rig.publish("bench.before", b"1").await;
+    eventually("the first output", async || {
+        (rig.events("bench.out.echo").await.len() == 1).then_some(())
+    })
+    .await;
+    assert!(matches!(
+        rig.dispatcher.delete(&name("echo")).await,
+        Err(DeleteError::Running { .. })
+    ));
+
+    rig.dispatcher.undeploy(&name("echo")).await.unwrap();
+    for i in 0..3 {
+        rig.publish("bench.while-away", format!("{i}").as_bytes())
+            .await;
+    }
+    let deleted = rig.dispatcher.delete(&name("echo")).await.unwrap().unwrap();
+    assert_eq!(deleted.queue_depth, 3);
+    assert!(rig.dispatcher.counters(&name("echo")).is_none());
+    assert!(rig.broker.handlers().await.unwrap().is_empty());
+    assert!(
+        rig.dispatcher
+            .delete(&name("echo"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Deployed again, it is a new subscriber: nothing of the deleted queue comes back.
+    rig.dispatcher
+        .deploy(echo, DispatchPlan::default())
+        .await
+        .unwrap();
+    rig.publish("bench.after", b"2").await;
+    eventually("the new output", async || {
+        (rig.events("bench.out.echo").await.len() == 2).then_some(())
+    })
+    .await;
+    let stats = rig.broker.stats(&name("echo")).await.unwrap();
+    assert_eq!((stats.queue_depth, stats.dead_letters), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,15 +2,22 @@
 //! subscriptions and publish patterns, and ones whose component was removed but whose
 //! queue is kept — with queue depth, delivery counters and last error; plus the deploy
 //! problems (files that failed to load).
+//!
+//! `DELETE /v1/handlers/{name}`: retires a handler whose component was removed, deleting
+//! what choreo kept for it (subscription, queue, dead-letters, state). Until then its
+//! queue keeps taking every matching event, and holds those events in the log past
+//! retention, so that a redeploy resumes where it stopped.
 
 use std::collections::BTreeMap;
 
 use http::StatusCode;
 use serde::Serialize;
 
-use choreo_core::Timestamp;
+use choreo_core::{HandlerName, Timestamp};
+use choreo_dispatch::DeleteError;
 
 use crate::AppState;
+use crate::problem::Problem;
 use crate::publish::broker_problem;
 use crate::routes::{Reply, json};
 
@@ -124,6 +131,69 @@ pub(crate) async fn list(state: &AppState) -> Reply {
         &Listing {
             handlers: views.into_values().collect(),
             problems,
+        },
+    )
+}
+
+/// What `DELETE /v1/handlers/{name}` deleted.
+#[derive(Serialize)]
+struct Deleted {
+    name: String,
+    /// Events that were waiting in its queue.
+    queued: usize,
+    dead_letters: usize,
+}
+
+pub(crate) async fn delete(state: &AppState, name: &str) -> Reply {
+    let name = match HandlerName::new(name) {
+        Ok(name) => name,
+        Err(err) => {
+            return Problem::bad_request("invalid-handler-name", err.to_string()).into_response();
+        }
+    };
+    if let Some(deployment) = state.registry.get(&name) {
+        return Problem::new(
+            StatusCode::CONFLICT,
+            "handler-deployed",
+            format!(
+                "handler `{name}` is deployed from {}: remove that file from the deploy \
+                 folder first (its queue is kept), then delete the handler",
+                deployment.file.display()
+            ),
+        )
+        .into_response();
+    }
+    let stats = match state.dispatcher.delete(&name).await {
+        Ok(Some(stats)) => stats,
+        Ok(None) => {
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-handler",
+                format!("choreo keeps nothing for a handler named `{name}`"),
+            )
+            .into_response();
+        }
+        // Deployed between the registry's answer and now.
+        Err(DeleteError::Running { .. }) => {
+            return Problem::new(
+                StatusCode::CONFLICT,
+                "handler-deployed",
+                format!(
+                    "handler `{name}` is being delivered to: remove its component from the \
+                     deploy folder first, then delete the handler"
+                ),
+            )
+            .into_response();
+        }
+        Err(DeleteError::Broker(err)) => return broker_problem(err),
+    };
+    tracing::info!(handler = %name, queued = stats.queue_depth, dead_letters = stats.dead_letters, "handler deleted");
+    json(
+        StatusCode::OK,
+        &Deleted {
+            name: name.to_string(),
+            queued: stats.queue_depth,
+            dead_letters: stats.dead_letters,
         },
     )
 }

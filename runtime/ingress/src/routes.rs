@@ -82,6 +82,10 @@ pub async fn route(state: &AppState, request: Request<Incoming>) -> Response<Bod
         ["v1", "info"] => only(&method, &path, Method::GET, || info::show(state)),
         ["v1", "handlers"] if method == Method::GET => handlers::list(state).await,
         ["v1", "handlers"] => Problem::method_not_allowed(&method, &path, "GET").into_response(),
+        ["v1", "handlers", name] if method == Method::DELETE => handlers::delete(state, name).await,
+        ["v1", "handlers", _] => {
+            Problem::method_not_allowed(&method, &path, "DELETE").into_response()
+        }
         ["v1", "events"] if method == Method::GET => events::list(state, &request).await,
         ["v1", "events"] if method == Method::POST => {
             publish::publish_events(state, caller, request).await
@@ -167,6 +171,7 @@ fn template(segments: &[&str]) -> &'static str {
         ["v1", "topics"] => "/v1/topics",
         ["v1", "topics", _] => "/v1/topics/{topic}",
         ["v1", "handlers"] => "/v1/handlers",
+        ["v1", "handlers", _] => "/v1/handlers/{name}",
         ["v1", "events"] => "/v1/events",
         ["v1", "events", _] => "/v1/events/{id}",
         ["v1", "stream"] => "/v1/stream",

@@ -1,4 +1,6 @@
-//! `choreo handlers`: a table of the handlers of a running choreo.
+//! `choreo handlers`: a table of the handlers of a running choreo; `choreo handlers
+//! delete NAME` retires one whose component was removed, deleting its queue,
+//! dead-letters and state.
 
 use http::Method;
 use serde::Deserialize;
@@ -9,11 +11,32 @@ use crate::client::{self, DEFAULT_URL};
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The choreo API
-    #[arg(long, env = "CHOREO_URL", default_value = DEFAULT_URL)]
+    #[arg(long, env = "CHOREO_URL", default_value = DEFAULT_URL, global = true)]
     url: String,
     /// Print the raw JSON instead of a table
     #[arg(long, env = "CHOREO_JSON")]
     json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Retire a handler whose component was removed from the deploy folder: delete its
+    /// subscription, queue, dead-letters and state. Until then its queue keeps taking
+    /// every matching event, so that a redeploy resumes.
+    Delete {
+        /// The handler's name
+        name: String,
+    },
+}
+
+/// What `DELETE /v1/handlers/{name}` answers.
+#[derive(Deserialize)]
+struct Deleted {
+    name: String,
+    queued: usize,
+    dead_letters: usize,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +65,17 @@ struct ProblemRow {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let url = format!("{}/v1/handlers", args.url.trim_end_matches('/'));
+    if let Some(Command::Delete { name }) = &args.command {
+        let url = format!("{url}/{}", client::encode(name));
+        let body =
+            client::expect_success(client::send(Method::DELETE, &url, &[], Vec::new()).await?)?;
+        let deleted: Deleted = serde_json::from_slice(&body)?;
+        println!(
+            "deleted handler {}: {} queued events and {} dead-letters dropped",
+            deleted.name, deleted.queued, deleted.dead_letters
+        );
+        return Ok(());
+    }
     let body = client::expect_success(client::send(Method::GET, &url, &[], Vec::new()).await?)?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));
