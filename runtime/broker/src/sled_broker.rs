@@ -49,7 +49,7 @@ impl SledBroker {
     /// timers are tokio's.
     pub fn open(config: Config) -> Result<Self> {
         let clock = config.clock.unwrap_or_else(Clock::system);
-        let opened = crate::store::open(&config)?;
+        let opened = crate::store::open(&config, clock.now_ms())?;
         let (store, recovered) = (opened.store, opened.recovered);
         let tree = store.kv.clone();
         let ids = Arc::new(IdIndex::open(

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use choreo_core::HandlerName;
 
+use crate::clock::millis;
 use crate::durable::checkpoint;
 use crate::overlay::Kv;
 use crate::queued::Bits;
@@ -195,7 +196,9 @@ pub(crate) struct Opened {
     pub(crate) applied_group: u64,
 }
 
-pub(crate) fn open(config: &Config) -> Result<Opened> {
+/// Opens the store; `now_ms` is the broker's clock at open, which recovered retry times
+/// are checked against.
+pub(crate) fn open(config: &Config, now_ms: u64) -> Result<Opened> {
     std::fs::create_dir_all(&config.path)
         .map_err(|e| Error::storage("creating the store directory", e))?;
     let (lock, db) = open_locked(config)?;
@@ -230,7 +233,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         kv: Kv::new(tree),
         _lock: lock,
     };
-    let recovered = recover(&store)?;
+    let recovered = recover(&store, now_ms)?;
     Ok(Opened {
         store,
         syncer,
@@ -242,7 +245,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
 
 /// Rebuilds subscriptions and queues. Queue entries of a handler that no longer has a
 /// subscription are dropped.
-fn recover(store: &Store) -> Result<Recovered> {
+fn recover(store: &Store, now_ms: u64) -> Result<Recovered> {
     let tree = &store.kv;
     let meta = read_meta(tree)?;
     let mut registry = Registry::default();
@@ -257,12 +260,17 @@ fn recover(store: &Store) -> Result<Recovered> {
     let mut orphans = sled::Batch::default();
     let queues = recover_queues(tree, &registry, &mut orphans)?;
     for (handler, entries) in queues {
-        let queue = &mut registry
+        let handler = registry
             .handlers
             .get_mut(&handler)
-            .expect("only known handlers' entries are recovered")
-            .queue;
+            .expect("only known handlers' entries are recovered");
+        // No backoff is longer than the handler's longest: a retry time past that was
+        // set by a wall clock ahead of this one (stepped back since), or under a longer
+        // policy than the handler has now.
+        let latest_retry_ms = now_ms.saturating_add(millis(handler.sub.retry.max_backoff));
+        let queue = &mut handler.queue;
         for (seq, mut record) in entries {
+            record.not_before_ms = record.not_before_ms.min(latest_retry_ms);
             // Leases belong to the process that took them, and one process at a time
             // holds the store: a lease found here was taken by one that has stopped, and
             // its token cannot be committed (lease ids start afresh). Its delivery is

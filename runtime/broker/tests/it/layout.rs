@@ -165,3 +165,33 @@ async fn a_retrying_entry_keeps_its_state_and_its_key_order_across_a_reopen() {
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].event.seq, again[0].attempt), (1, 2));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_time_set_by_a_clock_since_stepped_back_waits_no_longer_than_the_longest_backoff() {
+    let store = Store::new();
+    let mut sub = earliest(subscription("h", &["a"]));
+    sub.retry = exact_retries(5);
+    store.broker.publish(vec![keyed("a", "x")]).await.unwrap();
+    store.subscribe(sub).await;
+    let first = store.lease("h", 1).await.remove(0);
+    let retry = Outcome::retry(first.token.clone(), "later");
+    store.broker.commit(vec![retry]).await.unwrap();
+
+    // Reopened with the wall clock an hour behind the one that set the retry time.
+    let closed_at = store.broker.clock().now_ms() as i64;
+    let behind = choreo_core::Timestamp::from_millisecond(closed_at - 3_600_000).unwrap();
+    let store = store
+        .reopen(move |c| c.clock = Some(choreo_broker::Clock::starting_at(behind)))
+        .await;
+    assert!(store.lease("h", 1).await.is_empty(), "still backing off");
+    // The policy's longest backoff is 10 s.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let again = store.lease("h", 1).await;
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.event.seq, d.attempt))
+            .collect::<Vec<_>>(),
+        [(1, 2)]
+    );
+}
