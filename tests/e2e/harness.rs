@@ -24,7 +24,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 /// The real binary, built by cargo for this test target.
@@ -38,6 +38,10 @@ const READY_DEADLINE: Duration = Duration::from_secs(120);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often `eventually` checks again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the API client keeps an idle connection: below the idle timeout of every
+/// server the tests start (75 s by default, 1 s where a test sets it lower, which the
+/// client never idles that long in).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The default deadline for "this will happen": long enough for a debug build on a busy
 /// machine to work through a few thousand deliveries.
@@ -200,7 +204,12 @@ impl Server {
             output.clone(),
             Some(addr_tx),
         );
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        // Pooled connections are dropped well before the server's idle timeout closes
+        // them, so that no request races a close.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build_http();
         let mut server = Server {
             child,
             // Replaced as soon as the server says where it listens.
