@@ -252,8 +252,13 @@ impl ServeConfig {
             );
         }
         let max_connections = flags.max_connections.or(file.max_connections);
-        if max_connections == Some(0) {
-            anyhow::bail!("max_connections must be at least 1");
+        if let Some(asked) = max_connections
+            && !(1..=choreo_ingress::MAX_MAX_CONNECTIONS).contains(&asked)
+        {
+            anyhow::bail!(
+                "max_connections is {asked}; it must be 1 to {}",
+                choreo_ingress::MAX_MAX_CONNECTIONS
+            );
         }
         let idle_timeout = flags
             .idle_timeout_ms
@@ -435,6 +440,7 @@ idle_timeout_ms = 2000
         assert_eq!(defaults.idle_timeout, choreo_ingress::DEFAULT_IDLE_TIMEOUT);
         for (line, named) in [
             ("max_connections = 0\n", "max_connections"),
+            ("max_connections = 1000000000\n", "max_connections"),
             ("idle_timeout_ms = 0\n", "idle_timeout_ms"),
         ] {
             std::fs::write(&file, line).unwrap();

@@ -89,6 +89,8 @@ pub const DEFAULT_MAX_STREAM_CLIENTS: usize = 256;
 /// HTTP connections open at once by default. Each holds a file descriptor, so `choreo
 /// serve` also keeps this below its open-files limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The most `max_connections` may be: far beyond what one process serves well.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
 /// How long a connection may keep the server waiting by default. Longer than the 60 s
 /// idle timeout of common load balancers, so that they, not choreo, close an idle
 /// keep-alive connection: the other order can fail a request sent just as it closes.
