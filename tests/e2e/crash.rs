@@ -90,22 +90,29 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_output(
 /// retrying every unanswered order under its own id, so recovery after recovery and
 /// deduplication across a crash are both exercised: every order ends up in the log once,
 /// and goes through the whole choreography once.
+///
+/// Four kills by default; `CHOREO_E2E_KILLS=N` makes it a soak of N.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_kill_9_with_publishers_retrying_loses_nothing_and_doubles_nothing() {
-    const ORDERS: u64 = 1_500;
-    /// The kills come once the log holds this many orders.
-    const KILL_AT: [usize; 4] = [150, 450, 750, 1_050];
+    /// Orders published between two kills.
+    const ORDERS_PER_KILL: usize = 300;
+    let kills: usize = std::env::var("CHOREO_E2E_KILLS").ok().map_or(4, |kills| {
+        kills.parse().expect("CHOREO_E2E_KILLS is a number")
+    });
+    let orders = (ORDERS_PER_KILL * (kills + 1)) as u64;
+    // Each kill comes once the log holds this many orders.
+    let kill_at = (0..kills).map(|kill| ORDERS_PER_KILL / 2 + kill * ORDERS_PER_KILL);
+    let deadline = Instant::now() + DEADLINE * (kills as u32 / 4).max(1);
     let dirs = Dirs::create();
     deploy_choreography(&dirs);
     let mut server = Server::start(&dirs).await;
     // Restarts listen where the publishers send.
     let listen = server.addr.to_string();
-    let deadline = Instant::now() + DEADLINE;
     let publishers = {
         let api = server.api();
-        tokio::spawn(async move { publish_orders_retrying(&api, 4, ORDERS, deadline).await })
+        tokio::spawn(async move { publish_orders_retrying(&api, 4, orders, deadline).await })
     };
-    for (kill, at) in KILL_AT.into_iter().enumerate() {
+    for (kill, at) in kill_at.enumerate() {
         eventually(
             &format!("the log holds {at} orders before kill {}", kill + 1),
             DEADLINE,
@@ -134,7 +141,7 @@ async fn repeated_kill_9_with_publishers_retrying_loses_nothing_and_doubles_noth
     publishers.await.unwrap();
     let processed = wait_and_verify(&server).await;
     assert_eq!(
-        processed, ORDERS as usize,
+        processed, orders as usize,
         "every order is in the log exactly once"
     );
 }
