@@ -135,6 +135,23 @@ async fn metrics_and_topics_describe_a_known_workload() {
         healthz >= Some(1.0),
         "the harness polled /readyz: {healthz:?}"
     );
+    // Connections and file descriptors: the scrape's own connection is open, the limit is
+    // the one /v1/info reports, and the open-files limit leaves room beside it.
+    let gauge = |name: &str| {
+        value_of(&samples, name, &[]).unwrap_or_else(|| panic!("no {name} in the scrape"))
+    };
+    let info = server.get("/v1/info").await.unwrap().json();
+    let max_connections = gauge("choreo_http_max_connections");
+    assert_eq!(
+        Some(max_connections),
+        info["limits"]["max_connections"].as_f64()
+    );
+    assert!(gauge("choreo_http_connections") >= 1.0);
+    let open_fds = gauge("process_open_fds");
+    assert!(open_fds > gauge("choreo_http_connections"), "{open_fds}");
+    assert!(gauge("process_max_fds") >= max_connections + 512.0);
+    assert!(gauge("process_resident_memory_bytes") > 0.0);
+    assert!(gauge("process_start_time_seconds") > 0.0);
 
     let topics = json_at(&server, Method::GET, "/v1/topics", StatusCode::OK).await;
     let topic = |name: &str| {

@@ -26,6 +26,7 @@
 //! - `topics`: `GET /v1/topics`, the topics catalog.
 //! - `dlq`: `/v1/dlq`, dead-letters: list, inspect, replay, discard.
 //! - `metrics`: `GET /metrics`, Prometheus text.
+//! - `process`: the process's own figures for it (file descriptors, memory, CPU).
 //! - `telemetry`: [`Telemetry`], what the ingress counts, and [`track_log`], the log tail
 //!   that feeds it.
 //! - `catalog`: the bounded in-memory topics catalog.
@@ -44,6 +45,7 @@ mod handlers;
 mod info;
 mod metrics;
 mod problem;
+mod process;
 mod publish;
 mod query;
 mod reply;

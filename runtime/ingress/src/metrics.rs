@@ -21,6 +21,51 @@ use crate::AppState;
 use crate::publish::broker_problem;
 use crate::routes::Reply;
 
+/// The process collector's families, each only when it could be read.
+fn process_families(text: &mut Text, figures: &crate::process::ProcessFigures) {
+    let gauges = [
+        (
+            "process_open_fds",
+            "Open file descriptors: connections, store files, components being read.",
+            figures.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "The open-files limit; max_connections is kept 512 below it.",
+            figures.max_fds.map(|n| n as f64),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory.",
+            figures.resident_memory_bytes.map(|n| n as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory, instance pool reservations included.",
+            figures.virtual_memory_bytes.map(|n| n as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "When the process started, in seconds since the Unix epoch.",
+            figures.start_time_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            text.family(name, "gauge", help);
+            text.sample(name, &[], value);
+        }
+    }
+    if let Some(seconds) = figures.cpu_seconds {
+        text.family(
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+        );
+        text.sample("process_cpu_seconds_total", &[], seconds);
+    }
+}
+
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -83,6 +128,8 @@ pub(crate) async fn render(state: &AppState) -> Reply {
         &[],
         state.config.max_connections,
     );
+
+    process_families(&mut text, &crate::process::read());
 
     let counters: Vec<_> = stats
         .iter()
