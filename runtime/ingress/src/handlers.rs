@@ -3,7 +3,7 @@
 //! queue is kept — with queue depth, delivery counters and last error; plus the deploy
 //! problems (files that failed to load).
 //!
-//! `DELETE /v1/handlers/{name}`: retires a handler whose component was removed, deleting
+//! `DELETE /v1/handlers/{handler}`: retires a handler whose component was removed, deleting
 //! what choreo kept for it (subscription, queue, dead-letters, state). Until then its
 //! queue keeps taking every matching event, and holds those events in the log past
 //! retention, so that a redeploy resumes where it stopped.
@@ -135,7 +135,7 @@ pub(crate) async fn list(state: &AppState) -> Reply {
     )
 }
 
-/// What `DELETE /v1/handlers/{name}` deleted.
+/// What `DELETE /v1/handlers/{handler}` deleted.
 #[derive(Serialize)]
 struct Deleted {
     name: String,

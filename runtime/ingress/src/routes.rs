@@ -171,7 +171,7 @@ fn template(segments: &[&str]) -> &'static str {
         ["v1", "topics"] => "/v1/topics",
         ["v1", "topics", _] => "/v1/topics/{topic}",
         ["v1", "handlers"] => "/v1/handlers",
-        ["v1", "handlers", _] => "/v1/handlers/{name}",
+        ["v1", "handlers", _] => "/v1/handlers/{handler}",
         ["v1", "events"] => "/v1/events",
         ["v1", "events", _] => "/v1/events/{id}",
         ["v1", "stream"] => "/v1/stream",

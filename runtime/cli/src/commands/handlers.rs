@@ -31,7 +31,7 @@ enum Command {
     },
 }
 
-/// What `DELETE /v1/handlers/{name}` answers.
+/// What `DELETE /v1/handlers/{handler}` answers.
 #[derive(Deserialize)]
 struct Deleted {
     name: String,
