@@ -2,12 +2,16 @@
 //! or its request head or body a piece at a time, or sits idle after an answer, is
 //! closed once it has kept the server waiting for the idle timeout; and at the
 //! connection limit, newcomers wait for a free place instead of using up the process's
-//! file descriptors (which the store and deploys need too).
+//! file descriptors (which the store and deploys need too). HTTP/2 connections are closed
+//! once idle too, and a stop closes idle connections at once.
 
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -124,4 +128,46 @@ async fn at_the_connection_limit_newcomers_wait_until_a_connection_closes() {
     drop(held);
     let answer = until_closed("a newcomer once places are free", newcomer).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_with_no_stream_open_is_closed_after_the_idle_timeout() {
+    let dirs = Dirs::create();
+    let server = Server::start_with(&dirs, &["--idle-timeout-ms", "1000"], &[]).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/healthz", server.addr))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = tokio::time::timeout(CLOSE_DEADLINE, sender.send_request(request))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    // With nothing more to do, the server says goodbye and the connection ends cleanly.
+    tokio::time::timeout(CLOSE_DEADLINE, connection)
+        .await
+        .expect("the server closes an idle HTTP/2 connection")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_closes_idle_and_half_sent_connections_at_once() {
+    let dirs = Dirs::create();
+    let mut server = Server::start(&dirs).await;
+    let _silent = connect_and_send(&server, b"").await;
+    let _slow_head = connect_and_send(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    let mut idle = connect_and_send(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut answer = [0; 12];
+    idle.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // Far below the 10 s a stop waits for requests in progress: none of these has one.
+    let status = server.terminate(Duration::from_secs(5)).await;
+    assert!(status.success(), "{status}");
 }

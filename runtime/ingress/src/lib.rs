@@ -13,6 +13,7 @@
 //! Layout:
 //! - `server`: [`serve`] — HTTP/1.1 and h2c on one listener, the connection limit and
 //!   idle timeout, graceful stop.
+//! - `connection`: what a connection has in progress, which decides when it is idle.
 //! - `body`: reading a request body within the size limit and the idle timeout.
 //! - `routes`: the routing table, health and readiness.
 //! - `auth`: bearer tokens and their scopes.
@@ -39,6 +40,7 @@
 mod auth;
 mod body;
 mod catalog;
+mod connection;
 mod dlq;
 mod events;
 mod handlers;

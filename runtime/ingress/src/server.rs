@@ -3,23 +3,27 @@
 //! waiting past `idle_timeout`, and a graceful stop that lets requests in progress
 //! finish.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::AppState;
+use crate::connection::{InFlight, Tracked};
 use crate::routes;
 
 /// How long a stop waits for requests in progress before closing their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a connection closed for idleness may take to say goodbye (an HTTP/2
+/// GOAWAY) before it is cut.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Reaching the connection limit is logged at most this often.
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -40,21 +44,16 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let head_limit = state.config.max_header_bytes;
     let idle_timeout = state.config.idle_timeout;
-    // The header timer runs whenever hyper waits for a request head, idle keep-alive
-    // connections included.
-    builder
-        .http1()
-        .max_buf_size(head_limit)
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout);
+    // Idle connections are closed by the connection's own task (see `connection`).
+    builder.http1().max_buf_size(head_limit);
     builder
         .http2()
         .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut limit = Limit::new(&state);
     loop {
         let permit = tokio::select! {
@@ -74,33 +73,41 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // Whether a request has arrived: until one has, hyper's own timers do not run
-        // (it is still telling HTTP/1.1 from HTTP/2), so this task keeps the deadline.
-        let served = Arc::new(AtomicBool::new(false));
+        let in_flight = InFlight::new();
         let service = {
-            let (state, served) = (state.clone(), served.clone());
+            let (state, in_flight) = (state.clone(), in_flight.clone());
             service_fn(move |request| {
-                if !served.load(Ordering::Relaxed) {
-                    served.store(true, Ordering::Relaxed);
-                }
+                let request_guard = in_flight.begin();
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::route(&state, request).await) }
+                async move {
+                    let reply = routes::route(&state, request).await;
+                    Ok::<_, Infallible>(reply.map(|body| Tracked::new(body, request_guard)))
+                }
             })
         };
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            tokio::pin!(connection);
+            let mut connection = std::pin::pin!(connection);
             let ended = tokio::select! {
-                ended = &mut connection => ended,
-                () = tokio::time::sleep(idle_timeout) => {
-                    if !served.load(Ordering::Relaxed) {
-                        tracing::debug!(%peer, "closing a connection that sent no request within the idle timeout");
+                ended = connection.as_mut() => ended,
+                () = in_flight.idle_beyond(idle_timeout) => {
+                    tracing::debug!(%peer, "closing a connection idle for the idle timeout");
+                    connection.as_mut().graceful_shutdown();
+                    // A head that never completes would hold a graceful close for ever.
+                    match tokio::time::timeout(IDLE_CLOSE_GRACE, connection.as_mut()).await {
+                        Ok(ended) => ended,
+                        Err(_) => return,
+                    }
+                }
+                () = stopping(stop) => {
+                    if in_flight.idle_for().is_some() {
                         return;
                     }
+                    connection.as_mut().graceful_shutdown();
                     connection.await
                 }
             };
@@ -111,12 +118,21 @@ pub async fn serve(
     }
     // Live streams never finish by themselves: end them, so their connections can close.
     state.streams.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    // Every connection holds a place until it ends: all places back means all ended.
+    let all = u32::try_from(state.config.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.connections.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("requests still in progress after the shutdown grace period were cut");
     }
+}
+
+/// Resolves once `stop` says the server is stopping.
+async fn stopping(mut stop: watch::Receiver<bool>) {
+    // The sender lives until `serve` returns, after every connection has ended or been cut.
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// The connection limit, as the accept loop meets it.
