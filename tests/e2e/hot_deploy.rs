@@ -89,6 +89,20 @@ async fn wait_for_tagger(api: &Api, version: &str, status: &str) -> Value {
     .await
 }
 
+/// Removes `tagger.wasm` and waits until `/v1/handlers` reports `tagger` stopped.
+async fn remove_and_wait_stopped(dirs: &Dirs, api: &Api) {
+    dirs.remove(FILE);
+    eventually("tagger is stopped", DEADLINE, async || {
+        let tagger = api.handler("tagger").await;
+        if tagger["status"] == "stopped" {
+            Ok(())
+        } else {
+            Err(tagger.to_string())
+        }
+    })
+    .await;
+}
+
 /// The deploy problem reported for `tagger.wasm`, if any.
 async fn problem(api: &Api) -> Option<Value> {
     api.handlers().await["problems"]
@@ -298,16 +312,7 @@ async fn removing_a_component_stops_delivery_and_re_adding_it_delivers_the_kept_
     }
     wait_for_outputs(&server, 5).await;
 
-    dirs.remove(FILE);
-    eventually("tagger is stopped", DEADLINE, async || {
-        let tagger = server.handler("tagger").await;
-        if tagger["status"] == "stopped" {
-            Ok(())
-        } else {
-            Err(tagger.to_string())
-        }
-    })
-    .await;
+    remove_and_wait_stopped(&dirs, &server).await;
     for n in 5..5 + WHILE_REMOVED {
         publish_tag(&server, n).await.unwrap();
     }
@@ -371,16 +376,7 @@ async fn a_removed_handler_can_be_deleted_for_good_and_a_redeploy_starts_afresh(
         "a deployed handler is not deleted: {refused}"
     );
 
-    dirs.remove(FILE);
-    eventually("tagger is stopped", DEADLINE, async || {
-        let tagger = server.handler("tagger").await;
-        if tagger["status"] == "stopped" {
-            Ok(())
-        } else {
-            Err(tagger.to_string())
-        }
-    })
-    .await;
+    remove_and_wait_stopped(&dirs, &server).await;
     for n in 3..7 {
         publish_tag(&server, n).await.unwrap();
     }

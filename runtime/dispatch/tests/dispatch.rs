@@ -60,6 +60,21 @@ impl Rig {
         self.load(choreo_test_guests::HOSTILE, limits).await
     }
 
+    /// The `echo` guest, deployed, once it has handled one event.
+    async fn echo_with_one_output(&self) -> LoadedHandler {
+        let echo = self.load(choreo_test_guests::ECHO, Limits::default()).await;
+        self.dispatcher
+            .deploy(echo.clone(), DispatchPlan::default())
+            .await
+            .unwrap();
+        self.publish("bench.before", b"1").await;
+        eventually("the first output", async || {
+            (self.events("bench.out.echo").await.len() == 1).then_some(())
+        })
+        .await;
+        echo
+    }
+
     async fn publish(&self, topic: &str, data: &[u8]) -> Event {
         let event = Event::new(Topic::new(topic).unwrap(), "test://dispatch", data.to_vec());
         self.broker.publish(vec![event.clone()]).await.unwrap();
@@ -220,16 +235,7 @@ async fn a_rejected_event_is_dead_lettered_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undeploy_keeps_the_queue_and_a_redeploy_resumes_it() {
     let rig = rig();
-    let echo = rig.load(choreo_test_guests::ECHO, Limits::default()).await;
-    rig.dispatcher
-        .deploy(echo.clone(), DispatchPlan::default())
-        .await
-        .unwrap();
-    rig.publish("bench.before", b"1").await;
-    eventually("the first output", async || {
-        (rig.events("bench.out.echo").await.len() == 1).then_some(())
-    })
-    .await;
+    let echo = rig.echo_with_one_output().await;
 
     rig.dispatcher.undeploy(&name("echo")).await.unwrap();
     assert!(rig.dispatcher.running().await.is_empty());
@@ -257,16 +263,7 @@ async fn undeploy_keeps_the_queue_and_a_redeploy_resumes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_is_deleted_only_once_undeployed_and_then_forgets_everything() {
     let rig = rig();
-    let echo = rig.load(choreo_test_guests::ECHO, Limits::default()).await;
-    rig.dispatcher
-        .deploy(echo.clone(), DispatchPlan::default())
-        .await
-        .unwrap();
-    rig.publish("bench.before", b"1").await;
-    eventually("the first output", async || {
-        (rig.events("bench.out.echo").await.len() == 1).then_some(())
-    })
-    .await;
+    let echo = rig.echo_with_one_output().await;
     assert!(matches!(
         rig.dispatcher.delete(&name("echo")).await,
         Err(DeleteError::Running { .. })
