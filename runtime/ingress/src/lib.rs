@@ -123,10 +123,9 @@ pub struct IngressConfig {
     /// Most HTTP connections open at once; more wait in the listen backlog until one
     /// closes. Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
-    /// How long a client may keep the server waiting for what it must send: a request's
-    /// head, from the connection's opening or from the previous answer (so also how long
-    /// a connection may sit idle), and each next piece of a request's body. The
-    /// connection is closed past it. Default [`DEFAULT_IDLE_TIMEOUT`].
+    /// How long a connection may go with no request in progress (from its opening, or
+    /// from its last answer) before it is closed, and how long a request's body may
+    /// stop arriving before it is answered 408. Default [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: std::time::Duration,
 }
 

@@ -341,7 +341,8 @@ async fn read_body(state: &AppState, body: Incoming) -> Result<Bytes, Problem> {
         .map_err(Problem::from)
 }
 
-/// Maps a broker error to the status a client can act on.
+/// Maps a broker error to the status a client can act on, for every route that calls
+/// the broker (publishes, listings, metrics, deletes).
 pub(crate) fn broker_problem(err: choreo_broker::Error) -> Reply {
     use choreo_broker::Error as E;
     match err {
@@ -362,8 +363,8 @@ pub(crate) fn broker_problem(err: choreo_broker::Error) -> Reply {
         E::Failed { reason } => storage_failed(&reason).into_response(),
         other => {
             let error = choreo_core::with_causes(&other);
-            tracing::error!(%error, "the broker failed a publish");
-            Problem::internal(format!("storing the event failed: {error}")).into_response()
+            tracing::error!(%error, "the broker failed a request");
+            Problem::internal(format!("the broker failed: {error}")).into_response()
         }
     }
 }
